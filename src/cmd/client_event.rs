@@ -1,0 +1,54 @@
+//! Client events (`client-*`, protocol §7): relayed to the channel's other subscribers after
+//! every rule of the reference is checked.
+
+use std::time::Instant;
+
+use crate::{
+    channel::{validate_event_name, Access, ChannelKind},
+    error::FrameError,
+    frame::{self, ClientEvent},
+    session::Session,
+};
+
+pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), FrameError> {
+    if !session.app.client_events {
+        return Err(FrameError::ClientEventsDisabled);
+    }
+    let channel = event
+        .channel
+        .ok_or(FrameError::MissingParameter("channel"))?;
+    validate_event_name(&event.event, session.app.max_event_name_length)
+        .map_err(FrameError::InvalidEventName)?;
+    let Some(user_id) = session.subscriptions.get(&channel) else {
+        return Err(FrameError::ClientEventNotSubscribed(channel));
+    };
+    match ChannelKind::of(&channel).access {
+        Access::Private | Access::Presence => {}
+        Access::Encrypted => return Err(FrameError::ClientEventEncryptedChannel(channel)),
+        Access::Public | Access::Reserved => {
+            return Err(FrameError::ClientEventPublicChannel(channel))
+        }
+    }
+    if event.data.get().len() > session.app.payload_limit {
+        return Err(FrameError::ClientEventTooLarge {
+            limit: session.app.payload_limit,
+        });
+    }
+    let user_id = user_id.clone();
+    if !session.client_event_window.allow(Instant::now()) {
+        return Err(FrameError::ClientEventRateLimited);
+    }
+    let frame = frame::client_event(&event.event, &channel, &event.data, user_id.as_deref());
+    session
+        .state
+        .adapter
+        .publish(
+            &session.app.id,
+            &channel,
+            frame,
+            Some(session.socket_id()),
+            None,
+        )
+        .await;
+    Ok(())
+}

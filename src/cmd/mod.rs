@@ -1,0 +1,37 @@
+//! One module per client-to-server event: each validates its frame and applies it to the
+//! session and the hub.
+
+pub mod client_event;
+pub mod ping;
+pub mod subscribe;
+pub mod unsubscribe;
+
+use crate::{frame::ClientFrame, session::Session};
+
+/// Applies one parsed frame; a rejection is reported to the client and the connection goes on.
+pub async fn apply(session: &mut Session, frame: ClientFrame) {
+    let result = match frame {
+        ClientFrame::Ping => {
+            ping::apply(session);
+            Ok(())
+        }
+        // Any frame counts as activity; the connection loop has already noted it.
+        ClientFrame::Pong => Ok(()),
+        ClientFrame::Subscribe(request) => {
+            let channel = request.channel.clone();
+            subscribe::apply(session, request)
+                .await
+                .map_err(|e| (Some(channel), e))
+        }
+        ClientFrame::Unsubscribe { channel } => {
+            unsubscribe::leave(session, &channel).await;
+            Ok(())
+        }
+        ClientFrame::ClientEvent(event) => client_event::apply(session, event)
+            .await
+            .map_err(|e| (None, e)),
+    };
+    if let Err((channel, error)) = result {
+        session.send_error(&error, channel.as_deref());
+    }
+}

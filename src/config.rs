@@ -1,0 +1,454 @@
+//! Configuration: the built-in defaults (Poxa's), the TOML file, the environment and command-line
+//! flags, merged in that order of precedence (flags > environment > file > defaults).
+
+use std::{collections::HashSet, net::IpAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration value that cannot be used. Printed as one line naming the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid value for {key}: {value:?} ({expected})")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// One Pusher application: credentials and per-app limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    pub client_events: bool,
+    /// Concurrent WebSocket connections; `None` is unlimited.
+    pub max_connections: Option<usize>,
+    pub max_presence_members: usize,
+    pub max_user_info_bytes: usize,
+    /// Largest event `data`, in bytes, for REST triggers and client events.
+    pub payload_limit: usize,
+    /// Hosted Pusher refuses names over 164 characters; SDKs only check 200.
+    pub max_channel_name_length: usize,
+    pub max_event_name_length: usize,
+    /// Client events per second per connection.
+    pub client_event_rate: u32,
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            id: "app_id".into(),
+            key: "app_key".into(),
+            secret: "secret".into(),
+            client_events: true,
+            max_connections: None,
+            max_presence_members: 100,
+            max_user_info_bytes: 1024,
+            payload_limit: 10_240,
+            max_channel_name_length: 164,
+            max_event_name_length: 200,
+            client_event_rate: 10,
+            cache_ttl_seconds: 1800,
+        }
+    }
+}
+
+/// The whole server's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Advertised to clients; the server also pings after this much silence.
+    pub activity_timeout: Duration,
+    /// How long to wait for any frame after a server ping before closing with 4201.
+    pub pong_timeout: Duration,
+    /// Frames a connection may have queued before it is closed with 4100.
+    pub outbox_capacity: usize,
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+            activity_timeout: Duration::from_secs(120),
+            pong_timeout: Duration::from_secs(30),
+            outbox_capacity: 1024,
+            apps: vec![AppConfig::default()],
+        }
+    }
+}
+
+/// The shape of `poxide.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    activity_timeout: Option<u64>,
+    pong_timeout_ms: Option<u64>,
+    outbox_capacity: Option<usize>,
+    apps: Option<Vec<AppConfig>>,
+}
+
+/// Settings that can come from the environment or from flags; `None` leaves the lower layer's
+/// value. The app settings apply to the first (default) app.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub app_id: Option<String>,
+    pub app_key: Option<String>,
+    pub app_secret: Option<String>,
+    pub payload_limit: Option<String>,
+    pub activity_timeout: Option<String>,
+    pub pong_timeout_ms: Option<String>,
+}
+
+impl Overrides {
+    /// Reads poxide's variables, falling back to Poxa's names so a Poxa deployment switches
+    /// without edits.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> (Self, Vec<&'static str>) {
+        let mut used = Vec::new();
+        let mut pick = |names: &[&'static str]| {
+            names.iter().find_map(|name| {
+                get(name)
+                    .filter(|v| !v.is_empty())
+                    .inspect(|_| used.push(*name))
+            })
+        };
+        let o = Overrides {
+            host: pick(&["POXIDE_HOST"]),
+            port: pick(&["PORT", "POXIDE_PORT"]),
+            app_id: pick(&["POXIDE_APP_ID", "POXA_APP_ID"]),
+            app_key: pick(&["POXIDE_APP_KEY", "POXA_APP_KEY"]),
+            app_secret: pick(&["POXIDE_APP_SECRET", "POXA_SECRET"]),
+            payload_limit: pick(&["POXIDE_PAYLOAD_LIMIT", "PAYLOAD_LIMIT"]),
+            activity_timeout: pick(&["POXIDE_ACTIVITY_TIMEOUT", "ACTIVITY_TIMEOUT"]),
+            pong_timeout_ms: pick(&["POXIDE_PONG_TIMEOUT_MS"]),
+        };
+        (o, used)
+    }
+
+    fn apply(&self, config: &mut Config, source: &str) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("{name} ({source})");
+        if let Some(v) = &self.host {
+            config.host = v.parse().map_err(|_| ConfigError::Invalid {
+                key: key("host"),
+                value: v.clone(),
+                expected: "an IP address such as 0.0.0.0",
+            })?;
+        }
+        if let Some(v) = &self.port {
+            config.port = parse_number(v, &key("port"))?;
+        }
+        if let Some(v) = &self.activity_timeout {
+            config.activity_timeout =
+                Duration::from_secs(parse_number(v, &key("activity_timeout"))?);
+        }
+        if let Some(v) = &self.pong_timeout_ms {
+            config.pong_timeout = Duration::from_millis(parse_number(v, &key("pong_timeout_ms"))?);
+        }
+        let app = config
+            .apps
+            .first_mut()
+            .expect("config always has a default app");
+        if let Some(v) = &self.app_id {
+            app.id = v.clone();
+        }
+        if let Some(v) = &self.app_key {
+            app.key = v.clone();
+        }
+        if let Some(v) = &self.app_secret {
+            app.secret = v.clone();
+        }
+        if let Some(v) = &self.payload_limit {
+            app.payload_limit = parse_number(v, &key("payload_limit"))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(value: &str, key: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: "a non-negative integer",
+    })
+}
+
+impl Config {
+    /// Merges the layers: defaults, then the file (if any), then the environment, then flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: &Overrides,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|e| match e {
+                    ConfigError::Parse { message, .. } => ConfigError::Parse {
+                        path: path.display().to_string(),
+                        message,
+                    },
+                    other => other,
+                })?
+            }
+            None => Config::default(),
+        };
+        env.apply(&mut config, "environment")?;
+        flags.apply(&mut config, "flag")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document; unset keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: one_line(&e.to_string()),
+        })?;
+        let mut config = Config::default();
+        if let Some(host) = file.host {
+            config.host = host;
+        }
+        if let Some(port) = file.port {
+            config.port = port;
+        }
+        if let Some(secs) = file.activity_timeout {
+            config.activity_timeout = Duration::from_secs(secs);
+        }
+        if let Some(ms) = file.pong_timeout_ms {
+            config.pong_timeout = Duration::from_millis(ms);
+        }
+        if let Some(capacity) = file.outbox_capacity {
+            config.outbox_capacity = capacity;
+        }
+        if let Some(apps) = file.apps {
+            config.apps = apps;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: non-empty credentials, unique ids and keys, positive limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, value: String, expected| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                expected,
+            })
+        };
+        if self.apps.is_empty() {
+            return invalid("apps".into(), "[]".into(), "at least one app");
+        }
+        if self.activity_timeout.as_secs() == 0 {
+            return invalid(
+                "activity_timeout".into(),
+                "0".into(),
+                "at least 1 second: pusher-js refuses a zero activity timeout",
+            );
+        }
+        if self.outbox_capacity == 0 {
+            return invalid("outbox_capacity".into(), "0".into(), "a positive integer");
+        }
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |name: &str| format!("apps[{i}].{name}");
+            for (name, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+                if value.is_empty() {
+                    return invalid(key(name), value.clone(), "a non-empty string");
+                }
+            }
+            if !ids.insert(app.id.as_str()) {
+                return invalid(key("id"), app.id.clone(), "an id no other app uses");
+            }
+            if !keys.insert(app.key.as_str()) {
+                return invalid(key("key"), app.key.clone(), "a key no other app uses");
+            }
+            for (name, value) in [
+                ("payload_limit", app.payload_limit),
+                ("max_channel_name_length", app.max_channel_name_length),
+                ("max_event_name_length", app.max_event_name_length),
+                ("client_event_rate", app.client_event_rate as usize),
+            ] {
+                if value == 0 {
+                    return invalid(key(name), "0".into(), "a positive integer");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_poxas() {
+        let c = Config::default();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.activity_timeout, Duration::from_secs(120));
+        let app = &c.apps[0];
+        assert_eq!(
+            (app.id.as_str(), app.key.as_str(), app.secret.as_str()),
+            ("app_id", "app_key", "secret")
+        );
+        assert_eq!(app.payload_limit, 10_240);
+        assert!(app.client_events);
+    }
+
+    #[test]
+    fn file_defines_several_apps_with_their_own_limits() {
+        let c = Config::from_toml(
+            r#"
+            port = 9000
+            activity_timeout = 30
+            [[apps]]
+            id = "1"
+            key = "k1"
+            secret = "s1"
+            [[apps]]
+            id = "2"
+            key = "k2"
+            secret = "s2"
+            client_events = false
+            max_connections = 5
+            max_presence_members = 7
+            max_user_info_bytes = 99
+            payload_limit = 2048
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.activity_timeout, Duration::from_secs(30));
+        assert_eq!(c.apps.len(), 2);
+        assert!(c.apps[0].client_events);
+        let second = &c.apps[1];
+        assert!(!second.client_events);
+        assert_eq!(second.max_connections, Some(5));
+        assert_eq!(second.max_presence_members, 7);
+        assert_eq!(second.max_user_info_bytes, 99);
+        assert_eq!(second.payload_limit, 2048);
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("poxide-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("poxide.toml");
+        std::fs::write(
+            &path,
+            "port = 1000\n[[apps]]\nid='f'\nkey='fk'\nsecret='fs'\n",
+        )
+        .unwrap();
+        let env = Overrides {
+            port: Some("2000".into()),
+            app_key: Some("ek".into()),
+            ..Default::default()
+        };
+        let flags = Overrides {
+            port: Some("3000".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), &env, &flags).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.apps[0].id, "f");
+        assert_eq!(c.apps[0].key, "ek");
+        assert_eq!(c.apps[0].secret, "fs");
+    }
+
+    #[test]
+    fn poxa_variable_names_are_aliases() {
+        let vars = [
+            ("POXA_APP_ID", "pid"),
+            ("POXA_APP_KEY", "pkey"),
+            ("POXA_SECRET", "psecret"),
+            ("PAYLOAD_LIMIT", "5000"),
+            ("ACTIVITY_TIMEOUT", "60"),
+            ("PORT", "4000"),
+        ];
+        let (env, used) = Overrides::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(used.len(), 6);
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.port, 4000);
+        assert_eq!(c.activity_timeout, Duration::from_secs(60));
+        let app = &c.apps[0];
+        assert_eq!(
+            (app.id.as_str(), app.key.as_str(), app.secret.as_str()),
+            ("pid", "pkey", "psecret")
+        );
+        assert_eq!(app.payload_limit, 5000);
+    }
+
+    #[test]
+    fn poxide_names_win_over_poxa_names() {
+        let vars = [("POXIDE_APP_KEY", "new"), ("POXA_APP_KEY", "old")];
+        let (env, _) = Overrides::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(env.app_key.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let env = Overrides {
+            port: Some("eighty".into()),
+            ..Default::default()
+        };
+        let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for port (environment): \"eighty\" (a non-negative integer)"
+        );
+
+        let err = Config::from_toml("[[apps]]\nid='a'\nkey='k'\nsecret=''\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for apps[0].secret: \"\" (a non-empty string)"
+        );
+
+        let err = Config::from_toml("prot = 1").unwrap_err().to_string();
+        assert!(err.contains("unknown field `prot`"), "{err}");
+        assert!(!err.contains('\n'));
+
+        let err = Config::from_toml(
+            "[[apps]]\nid='a'\nkey='k'\nsecret='s'\n[[apps]]\nid='a'\nkey='k2'\nsecret='s'\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for apps[1].id: \"a\" (an id no other app uses)"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The conformance suite: transcripts of protocol exchanges (`conformance/transcripts/`) and
+//! the runner that replays them against poxide in-process or against any server by URL.
+
+pub mod cli;
+pub mod runner;
+pub mod template;
+pub mod transcript;
+
+use std::time::Duration;
+
+use crate::{AppConfig, Config, Server};
+use runner::{Credentials, Report, Target};
+use transcript::{AppOverrides, Transcript};
+
+/// The in-process server's second app, for isolation scenarios.
+pub fn second_app() -> AppConfig {
+    AppConfig {
+        id: "app2".into(),
+        key: "app2_key".into(),
+        secret: "secret2".into(),
+        ..AppConfig::default()
+    }
+}
+
+/// The configuration a scenario asks for: defaults, its overrides, both apps, any free port on
+/// loopback.
+pub fn config_for(transcript: &Transcript) -> Config {
+    let mut config = Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        apps: vec![AppConfig::default(), second_app()],
+        ..Config::default()
+    };
+    let o: AppOverrides = transcript.header.app.clone().unwrap_or_default();
+    if let Some(secs) = o.activity_timeout {
+        config.activity_timeout = Duration::from_secs(secs);
+    }
+    if let Some(ms) = o.pong_timeout_ms {
+        config.pong_timeout = Duration::from_millis(ms);
+    }
+    let app = &mut config.apps[0];
+    if let Some(v) = o.client_events {
+        app.client_events = v;
+    }
+    if let Some(v) = o.payload_limit {
+        app.payload_limit = v;
+    }
+    if o.max_connections.is_some() {
+        app.max_connections = o.max_connections;
+    }
+    if let Some(v) = o.max_presence_members {
+        app.max_presence_members = v;
+    }
+    if let Some(v) = o.max_user_info_bytes {
+        app.max_user_info_bytes = v;
+    }
+    if let Some(v) = o.max_channel_name_length {
+        app.max_channel_name_length = v;
+    }
+    if let Some(v) = o.client_event_rate {
+        app.client_event_rate = v;
+    }
+    if let Some(v) = o.cache_ttl_seconds {
+        app.cache_ttl_seconds = v;
+    }
+    config
+}
+
+fn credentials(app: &AppConfig) -> Credentials {
+    Credentials {
+        id: app.id.clone(),
+        key: app.key.clone(),
+        secret: app.secret.clone(),
+    }
+}
+
+/// Starts a server configured for the scenario, replays it, and stops the server.
+pub async fn run_in_process(transcript: &Transcript) -> Report {
+    let config = config_for(transcript);
+    let target_apps = (credentials(&config.apps[0]), credentials(&config.apps[1]));
+    let server = Server::new(config)
+        .start()
+        .await
+        .expect("in-process server starts");
+    let target = Target {
+        ws_url: server.ws_url(),
+        http_url: server.http_url(),
+        default_app: target_apps.0,
+        second_app: Some(target_apps.1),
+    };
+    let report = runner::run(transcript, &target).await;
+    let _ = server.shutdown().await;
+    report
+}

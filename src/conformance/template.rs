@@ -1,0 +1,258 @@
+//! Templates and matchers of the transcript format: `{{placeholder}}` substitution in what is
+//! sent, and structural matching (with `{{any…}}`, `$json` and `$any`) of what is received.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+use serde_json::Value;
+
+/// What placeholders resolve to in one scenario run.
+#[derive(Debug, Default, Clone)]
+pub struct Bindings {
+    /// `app_id`, `key`, `secret`, `app2_id`, `key2`, `secret2`.
+    pub credentials: HashMap<&'static str, String>,
+    pub socket_ids: HashMap<String, String>,
+    pub vars: HashMap<String, String>,
+}
+
+enum Piece<'a> {
+    Literal(&'a str),
+    Placeholder(&'a str),
+}
+
+fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| format!("unclosed placeholder in {template:?}"))?;
+        if start > 0 {
+            out.push(Piece::Literal(&rest[..start]));
+        }
+        out.push(Piece::Placeholder(&rest[start + 2..start + end]));
+        rest = &rest[start + end + 2..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Literal(rest));
+    }
+    Ok(out)
+}
+
+const MATCHERS: [(&str, &str); 3] = [
+    ("any", "(?s:.*?)"),
+    ("any_socket_id", r"\d+\.\d+"),
+    ("any_int", r"\d+"),
+];
+
+impl Bindings {
+    fn resolve(&self, name: &str) -> Result<String, String> {
+        if let Some(value) = self.credentials.get(name) {
+            return Ok(value.clone());
+        }
+        if let Some(client) = name.strip_prefix("socket_id:") {
+            return self
+                .socket_ids
+                .get(client)
+                .cloned()
+                .ok_or_else(|| format!("no socket id known for client {client:?}"));
+        }
+        if let Some(var) = name.strip_prefix("var:") {
+            return self
+                .vars
+                .get(var)
+                .cloned()
+                .ok_or_else(|| format!("variable {var:?} is not set"));
+        }
+        if let Some(spec) = name.strip_prefix("repeat:") {
+            let (count, text) = spec
+                .split_once(':')
+                .ok_or_else(|| format!("bad repeat placeholder {name:?}"))?;
+            let count: usize = count
+                .parse()
+                .map_err(|_| format!("bad repeat count in {name:?}"))?;
+            return Ok(text.repeat(count));
+        }
+        Err(format!("unknown placeholder {{{{{name}}}}}"))
+    }
+
+    /// Replaces every placeholder; matchers are not allowed in what is sent.
+    pub fn substitute(&self, template: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(template.len());
+        for piece in pieces(template)? {
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Placeholder(name) => out.push_str(&self.resolve(name)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies [`Bindings::substitute`] to every string inside a JSON value.
+    pub fn substitute_json(&self, value: &Value) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(s) => Value::String(self.substitute(s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.substitute_json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.substitute_json(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Whether `actual` matches the expected template string.
+    pub fn matches_text(&self, template: &str, actual: &str) -> Result<bool, String> {
+        let mut pattern = String::from("^");
+        for piece in pieces(template)? {
+            match piece {
+                Piece::Literal(text) => pattern.push_str(&regex::escape(text)),
+                Piece::Placeholder(name) => match MATCHERS.iter().find(|(m, _)| *m == name) {
+                    Some((_, re)) => pattern.push_str(re),
+                    None => pattern.push_str(&regex::escape(&self.resolve(name)?)),
+                },
+            }
+        }
+        pattern.push('$');
+        let re = Regex::new(&pattern).map_err(|e| format!("bad template {template:?}: {e}"))?;
+        Ok(re.is_match(actual))
+    }
+
+    /// Structural match; the error names the path of the first difference.
+    pub fn match_json(&self, expected: &Value, actual: &Value) -> Result<(), String> {
+        self.match_at("$", expected, actual)
+    }
+
+    fn match_at(&self, path: &str, expected: &Value, actual: &Value) -> Result<(), String> {
+        if is_any(expected) {
+            return Ok(());
+        }
+        if let Some(inner) = json_pattern(expected) {
+            let Value::String(text) = actual else {
+                return Err(format!(
+                    "{path}: expected a JSON-encoded string, got {actual}"
+                ));
+            };
+            let parsed: Value = serde_json::from_str(text)
+                .map_err(|e| format!("{path}: string is not JSON ({e}): {text:?}"))?;
+            return self.match_at(&format!("{path}<json>"), inner, &parsed);
+        }
+        match (expected, actual) {
+            (Value::Object(exp), Value::Object(act)) => {
+                for (key, exp_value) in exp {
+                    match act.get(key) {
+                        Some(act_value) => {
+                            self.match_at(&format!("{path}.{key}"), exp_value, act_value)?
+                        }
+                        None if is_any(exp_value) => {}
+                        None => return Err(format!("{path}: missing key {key:?} in {actual}")),
+                    }
+                }
+                if let Some(extra) = act.keys().find(|k| !exp.contains_key(*k)) {
+                    return Err(format!("{path}: unexpected key {extra:?} in {actual}"));
+                }
+                Ok(())
+            }
+            (Value::Array(exp), Value::Array(act)) => {
+                if exp.len() != act.len() {
+                    return Err(format!(
+                        "{path}: expected {} elements, got {}: {actual}",
+                        exp.len(),
+                        act.len()
+                    ));
+                }
+                for (i, (e, a)) in exp.iter().zip(act).enumerate() {
+                    self.match_at(&format!("{path}[{i}]"), e, a)?;
+                }
+                Ok(())
+            }
+            (Value::String(template), Value::String(text)) => {
+                if self.matches_text(template, text)? {
+                    Ok(())
+                } else {
+                    Err(format!("{path}: expected {template:?}, got {text:?}"))
+                }
+            }
+            (e, a) if e == a => Ok(()),
+            (e, a) => Err(format!("{path}: expected {e}, got {a}")),
+        }
+    }
+}
+
+fn is_any(value: &Value) -> bool {
+    matches!(value, Value::Object(m) if m.len() == 1 && m.get("$any") == Some(&Value::Bool(true)))
+}
+
+fn json_pattern(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Object(m) if m.len() == 1 => m.get("$json"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bindings() -> Bindings {
+        let mut b = Bindings::default();
+        b.credentials.insert("key", "app_key".into());
+        b.socket_ids.insert("alice".into(), "1.2".into());
+        b
+    }
+
+    #[test]
+    fn substitutes_placeholders() {
+        let b = bindings();
+        assert_eq!(b.substitute("/app/{{key}}?x").unwrap(), "/app/app_key?x");
+        assert_eq!(b.substitute("{{socket_id:alice}}:c").unwrap(), "1.2:c");
+        assert_eq!(b.substitute("{{repeat:3:ab}}").unwrap(), "ababab");
+        assert!(b.substitute("{{socket_id:bob}}").is_err());
+        assert!(b.substitute("{{any}}").is_err());
+    }
+
+    #[test]
+    fn matches_structurally() {
+        let b = bindings();
+        let expected =
+            json!({"event": "e", "data": {"$json": {"socket_id": "{{any_socket_id}}", "n": 1}}});
+        assert!(b
+            .match_json(
+                &expected,
+                &json!({"event": "e", "data": "{\"socket_id\":\"3.4\",\"n\":1}"})
+            )
+            .is_ok());
+        // An object where a string-encoded one is expected fails.
+        assert!(b
+            .match_json(
+                &expected,
+                &json!({"event": "e", "data": {"socket_id": "3.4", "n": 1}})
+            )
+            .is_err());
+        // Extra and missing keys fail.
+        assert!(b
+            .match_json(&json!({"a": 1}), &json!({"a": 1, "b": 2}))
+            .is_err());
+        assert!(b
+            .match_json(&json!({"a": 1, "b": 2}), &json!({"a": 1}))
+            .is_err());
+        assert!(b
+            .match_json(&json!({"a": 1, "b": {"$any": true}}), &json!({"a": 1}))
+            .is_ok());
+        assert!(b.match_json(&json!("x{{any}}z"), &json!("x.*z")).is_ok());
+        assert!(b
+            .match_json(&json!("{{socket_id:alice}}"), &json!("1.2"))
+            .is_ok());
+        assert!(b
+            .match_json(&json!("{{socket_id:alice}}"), &json!("1x2"))
+            .is_err());
+        assert!(b.match_json(&json!([1, 2]), &json!([1])).is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! The transcript file format (see `conformance/README.md`): a header line and one step per line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub path: PathBuf,
+    pub header: Header,
+    /// Each step with its 1-based line number, for error messages.
+    pub steps: Vec<(usize, Step)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub app: Option<AppOverrides>,
+    #[serde(default)]
+    pub uses_second_app: bool,
+}
+
+impl Header {
+    /// Whether the scenario needs a server configured for it (and so cannot run against an
+    /// arbitrary external server).
+    pub fn needs_configured_server(&self) -> bool {
+        self.app.is_some() || self.uses_second_app
+    }
+}
+
+/// Settings a scenario changes on the default app (or server-wide, for the timeouts).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppOverrides {
+    pub client_events: Option<bool>,
+    pub activity_timeout: Option<u64>,
+    pub pong_timeout_ms: Option<u64>,
+    pub payload_limit: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_presence_members: Option<usize>,
+    pub max_user_info_bytes: Option<usize>,
+    pub max_channel_name_length: Option<usize>,
+    pub client_event_rate: Option<u32>,
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// Which of the two apps a step talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppRef {
+    #[default]
+    Default,
+    Second,
+}
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Connect(Connect),
+    Send(Send),
+    Expect(Expect),
+    ExpectClose(ExpectClose),
+    ExpectSilence(ExpectSilence),
+    Disconnect(Disconnect),
+    Wait(Wait),
+    SignChannel(SignChannel),
+    SignUser(SignUser),
+    Rest(Rest),
+    Hmac(HmacCheck),
+    RestSignature(RestSignatureCheck),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connect {
+    pub connect: String,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub app: AppRef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Send {
+    pub send: String,
+    pub frame: Option<Value>,
+    pub text: Option<String>,
+    pub binary: Option<String>,
+    pub ping: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub expect: String,
+    pub frame: Option<Value>,
+    pub pong: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectClose {
+    pub expect_close: String,
+    pub code: u16,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub skip_frames: bool,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSilence {
+    pub expect_silence: String,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disconnect {
+    pub disconnect: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignChannel {
+    pub sign_channel: SignChannelInput,
+    #[serde(rename = "as")]
+    pub var: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignChannelInput {
+    pub client: String,
+    pub channel: String,
+    pub channel_data: Option<String>,
+    #[serde(default)]
+    pub app: AppRef,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUser {
+    pub sign_user: SignUserInput,
+    #[serde(rename = "as")]
+    pub var: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUserInput {
+    pub client: String,
+    pub user_data: String,
+    #[serde(default)]
+    pub app: AppRef,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rest {
+    pub rest: RestRequest,
+    pub expect_status: u16,
+    pub expect_body: Option<Value>,
+    pub expect_text: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestRequest {
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: Map<String, Value>,
+    pub body: Option<Value>,
+    pub body_text: Option<String>,
+    pub sign: Option<bool>,
+    #[serde(default)]
+    pub app: AppRef,
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub timestamp_offset: i64,
+    #[serde(rename = "override", default)]
+    pub overrides: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacCheck {
+    pub hmac: HmacInput,
+    pub expect: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacInput {
+    pub secret: String,
+    pub string: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSignatureCheck {
+    pub rest_signature: RestSignatureInput,
+    pub expect: RestSignatureExpect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSignatureInput {
+    pub method: String,
+    pub path: String,
+    pub key: String,
+    pub secret: String,
+    pub timestamp: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub query: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSignatureExpect {
+    pub body_md5: Option<String>,
+    pub string_to_sign: Option<String>,
+    pub auth_signature: Option<String>,
+}
+
+/// The key that decides a line's step kind, with how to read the rest of the line.
+const STEP_KINDS: &[&str] = &[
+    "connect",
+    "send",
+    "expect",
+    "expect_close",
+    "expect_silence",
+    "disconnect",
+    "wait_ms",
+    "sign_channel",
+    "sign_user",
+    "rest",
+    "hmac",
+    "rest_signature",
+];
+
+fn parse_step(value: Value) -> Result<Step, String> {
+    let Value::Object(map) = &value else {
+        return Err("a step must be a JSON object".into());
+    };
+    // `expect` doubles as the expected value of the signer checks.
+    let checks_signer = map.contains_key("hmac") || map.contains_key("rest_signature");
+    let kinds: Vec<&str> = STEP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| map.contains_key(*k) && !(checks_signer && *k == "expect"))
+        .collect();
+    let kind = match kinds.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("unknown step; expected one of {STEP_KINDS:?}")),
+        many => return Err(format!("ambiguous step: has {many:?}")),
+    };
+    fn read<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+    Ok(match kind {
+        "connect" => Step::Connect(read(value)?),
+        "send" => {
+            let s: Send = read(value)?;
+            let forms = [
+                s.frame.is_some(),
+                s.text.is_some(),
+                s.binary.is_some(),
+                s.ping.is_some(),
+            ];
+            if forms.iter().filter(|f| **f).count() != 1 {
+                return Err("send needs exactly one of frame, text, binary, ping".into());
+            }
+            Step::Send(s)
+        }
+        "expect" => {
+            let e: Expect = read(value)?;
+            if e.frame.is_some() == e.pong.is_some() {
+                return Err("expect needs exactly one of frame, pong".into());
+            }
+            Step::Expect(e)
+        }
+        "expect_close" => Step::ExpectClose(read(value)?),
+        "expect_silence" => Step::ExpectSilence(read(value)?),
+        "disconnect" => Step::Disconnect(read(value)?),
+        "wait_ms" => Step::Wait(read(value)?),
+        "sign_channel" => Step::SignChannel(read(value)?),
+        "sign_user" => Step::SignUser(read(value)?),
+        "rest" => {
+            let r: Rest = read(value)?;
+            if r.expect_body.is_some() && r.expect_text.is_some() {
+                return Err("rest takes at most one of expect_body, expect_text".into());
+            }
+            if r.rest.body.is_some() && r.rest.body_text.is_some() {
+                return Err("rest takes at most one of body, body_text".into());
+            }
+            Step::Rest(r)
+        }
+        "hmac" => Step::Hmac(read(value)?),
+        "rest_signature" => Step::RestSignature(read(value)?),
+        _ => unreachable!("every kind is listed"),
+    })
+}
+
+impl Transcript {
+    pub fn parse(path: &Path, text: &str) -> Result<Transcript, String> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
+        let (_, first) = lines.next().ok_or("empty transcript")?;
+        let header: Header = serde_json::from_str(first).map_err(|e| format!("header: {e}"))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if header.name != stem {
+            return Err(format!(
+                "header name {:?} differs from the file name {stem:?}",
+                header.name
+            ));
+        }
+        let steps = lines
+            .map(|(n, line)| {
+                let value: Value =
+                    serde_json::from_str(line).map_err(|e| format!("line {n}: {e}"))?;
+                parse_step(value)
+                    .map(|s| (n, s))
+                    .map_err(|e| format!("line {n}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Transcript {
+            path: path.to_path_buf(),
+            header,
+            steps,
+        })
+    }
+
+    /// Every `*.jsonl` in `dir`, sorted by name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                Transcript::parse(p, &text).map_err(|e| format!("{}: {e}", p.display()))
+            })
+            .collect()
+    }
+}

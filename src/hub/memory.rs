@@ -1,0 +1,462 @@
+//! The in-process adapter: channel state in sharded maps (no global lock), delivery straight into
+//! each subscriber's bounded queue.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+
+use super::{
+    Adapter, CacheEntry, CachedEvent, ChannelStats, FirstFrames, JoinError, Joined, Left,
+    Subscriber,
+};
+use crate::{
+    frame::{Frame, Member},
+    socket::Outbox,
+};
+
+#[derive(Default)]
+pub struct MemoryAdapter {
+    apps: DashMap<String, Arc<AppState>>,
+}
+
+#[derive(Default)]
+struct AppState {
+    sockets: DashMap<Arc<str>, Outbox>,
+    connections: AtomicUsize,
+    channels: DashMap<String, Channel>,
+}
+
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<Arc<str>, Subscription>,
+    /// Presence members by user id, with how many of this channel's connections each has.
+    members: HashMap<String, MemberEntry>,
+    cache: Option<Cache>,
+}
+
+struct Subscription {
+    outbox: Outbox,
+    user_id: Option<String>,
+}
+
+struct MemberEntry {
+    info: Option<Arc<RawValue>>,
+    connections: usize,
+}
+
+struct Cache {
+    frame: Frame,
+    data: String,
+    expires: Instant,
+}
+
+impl Channel {
+    fn live_cache(&self) -> Option<&Cache> {
+        self.cache.as_ref().filter(|c| c.expires > Instant::now())
+    }
+
+    /// An empty channel is kept only while it holds a cached event.
+    fn is_disposable(&self) -> bool {
+        self.subscribers.is_empty() && self.live_cache().is_none()
+    }
+
+    fn sorted_members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .members
+            .iter()
+            .map(|(id, entry)| Member {
+                user_id: id.clone(),
+                user_info: entry.info.clone(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        members
+    }
+
+    fn deliver(&self, frame: &Frame, except: Option<&str>) {
+        for (id, sub) in &self.subscribers {
+            if except != Some(&**id) {
+                sub.outbox.send(frame.clone());
+            }
+        }
+    }
+
+    fn stats(&self) -> ChannelStats {
+        ChannelStats {
+            subscription_count: self.subscribers.len(),
+            user_count: self.members.len(),
+        }
+    }
+}
+
+impl MemoryAdapter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn app(&self, app: &str) -> Arc<AppState> {
+        if let Some(state) = self.apps.get(app) {
+            return state.clone();
+        }
+        self.apps.entry(app.to_string()).or_default().clone()
+    }
+}
+
+#[async_trait]
+impl Adapter for MemoryAdapter {
+    async fn add_socket(&self, app: &str, socket: &Outbox, max: Option<usize>) -> Result<(), ()> {
+        let state = self.app(app);
+        let before = state.connections.fetch_add(1, Ordering::SeqCst);
+        if max.is_some_and(|max| before >= max) {
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+            return Err(());
+        }
+        state
+            .sockets
+            .insert(socket.socket_id().into(), socket.clone());
+        Ok(())
+    }
+
+    async fn remove_socket(&self, app: &str, socket_id: &str) {
+        let state = self.app(app);
+        if state.sockets.remove(socket_id).is_some() {
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        app: &str,
+        channel: &str,
+        sub: Subscriber<'_>,
+        first_frames: FirstFrames<'_>,
+    ) -> Result<Joined, JoinError> {
+        let state = self.app(app);
+        let mut entry = state.channels.entry(channel.to_string()).or_default();
+        let ch = entry.value_mut();
+        if let Some(member) = &sub.member {
+            if !ch.members.contains_key(&member.user_id) && ch.members.len() >= sub.max_members {
+                let disposable = ch.is_disposable();
+                drop(entry);
+                if disposable {
+                    state.channels.remove_if(channel, |_, c| c.is_disposable());
+                }
+                return Err(JoinError::PresenceFull);
+            }
+        }
+        let occupied = ch.subscribers.is_empty();
+        let mut member_added = false;
+        let user_id = sub.member.as_ref().map(|m| m.user_id.clone());
+        if let Some(member) = sub.member {
+            let slot = ch.members.entry(member.user_id).or_insert(MemberEntry {
+                info: member.user_info,
+                connections: 0,
+            });
+            member_added = slot.connections == 0;
+            slot.connections += 1;
+        }
+        ch.subscribers.insert(
+            sub.socket.socket_id().into(),
+            Subscription {
+                outbox: sub.socket.clone(),
+                user_id: user_id.clone(),
+            },
+        );
+        let joined = Joined {
+            occupied,
+            member_added,
+            members: if user_id.is_some() {
+                ch.sorted_members()
+            } else {
+                Vec::new()
+            },
+            cached: ch.live_cache().map(|c| c.frame.clone()),
+        };
+        // Queued while the channel is still locked, so no publish can overtake them.
+        for frame in first_frames(&joined) {
+            sub.socket.send(frame);
+        }
+        Ok(joined)
+    }
+
+    async fn unsubscribe(&self, app: &str, channel: &str, socket_id: &str) -> Left {
+        let state = self.app(app);
+        let Some(mut ch) = state.channels.get_mut(channel) else {
+            return Left::default();
+        };
+        let Some(sub) = ch.subscribers.remove(socket_id) else {
+            return Left::default();
+        };
+        let mut left = Left {
+            vacated: ch.subscribers.is_empty(),
+            member_removed: None,
+        };
+        if let Some(user_id) = sub.user_id {
+            if let Some(member) = ch.members.get_mut(&user_id) {
+                member.connections -= 1;
+                if member.connections == 0 {
+                    ch.members.remove(&user_id);
+                    left.member_removed = Some(user_id);
+                }
+            }
+        }
+        let disposable = ch.is_disposable();
+        drop(ch);
+        if disposable {
+            state.channels.remove_if(channel, |_, c| c.is_disposable());
+        }
+        left
+    }
+
+    async fn publish(
+        &self,
+        app: &str,
+        channel: &str,
+        frame: Frame,
+        except: Option<&str>,
+        cache: Option<CacheEntry<'_>>,
+    ) {
+        let state = self.app(app);
+        match cache {
+            Some(cache) => {
+                // Stored and delivered under one lock so a concurrent subscriber gets the event
+                // either as its cache replay or live, never both.
+                let mut ch = state.channels.entry(channel.to_string()).or_default();
+                ch.cache = Some(Cache {
+                    frame: frame.clone(),
+                    data: cache.data.to_string(),
+                    expires: Instant::now() + Duration::from_secs(cache.ttl_seconds),
+                });
+                ch.deliver(&frame, except);
+            }
+            None => {
+                if let Some(ch) = state.channels.get(channel) {
+                    ch.deliver(&frame, except);
+                }
+            }
+        }
+    }
+
+    async fn channels(&self, app: &str) -> Vec<(String, ChannelStats)> {
+        let state = self.app(app);
+        let mut list: Vec<(String, ChannelStats)> = state
+            .channels
+            .iter()
+            .filter(|c| !c.subscribers.is_empty())
+            .map(|c| (c.key().clone(), c.stats()))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    async fn channel_stats(&self, app: &str, channel: &str) -> ChannelStats {
+        self.app(app)
+            .channels
+            .get(channel)
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    }
+
+    async fn cached_event(&self, app: &str, channel: &str) -> Option<CachedEvent> {
+        let state = self.app(app);
+        let ch = state.channels.get(channel)?;
+        let cache = ch.live_cache()?;
+        Some(CachedEvent {
+            data: cache.data.clone(),
+            ttl_seconds: cache
+                .expires
+                .saturating_duration_since(Instant::now())
+                .as_secs(),
+        })
+    }
+
+    async fn members(&self, app: &str, channel: &str) -> Vec<Member> {
+        self.app(app)
+            .channels
+            .get(channel)
+            .map(|c| c.sorted_members())
+            .unwrap_or_default()
+    }
+
+    async fn connection_count(&self, app: &str) -> usize {
+        self.app(app).connections.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::Receiver;
+
+    fn socket(id: &str) -> (Outbox, Receiver<Frame>) {
+        Outbox::new(id.into(), 16)
+    }
+
+    fn member(id: &str) -> Option<Member> {
+        Some(Member {
+            user_id: id.into(),
+            user_info: None,
+        })
+    }
+
+    fn drain(rx: &mut Receiver<Frame>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            out.push(f.to_string());
+        }
+        out
+    }
+
+    async fn join(
+        hub: &MemoryAdapter,
+        ch: &str,
+        s: &Outbox,
+        m: Option<Member>,
+        max: usize,
+    ) -> Result<Joined, JoinError> {
+        let sub = Subscriber {
+            socket: s,
+            member: m,
+            max_members: max,
+        };
+        hub.subscribe("a", ch, sub, &|_| vec![Frame::from("first")])
+            .await
+    }
+
+    #[tokio::test]
+    async fn presence_membership_is_per_user_not_per_connection() {
+        let hub = MemoryAdapter::new();
+        let (s1, _r1) = socket("1.1");
+        let (s2, _r2) = socket("1.2");
+        let (s3, _r3) = socket("1.3");
+        let j1 = join(&hub, "presence-x", &s1, member("u"), 100)
+            .await
+            .unwrap();
+        assert!(j1.occupied && j1.member_added);
+        let j2 = join(&hub, "presence-x", &s2, member("u"), 100)
+            .await
+            .unwrap();
+        assert!(!j2.occupied && !j2.member_added);
+        assert_eq!(j2.members.len(), 1);
+        join(&hub, "presence-x", &s3, member("v"), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            hub.channel_stats("a", "presence-x").await,
+            ChannelStats {
+                subscription_count: 3,
+                user_count: 2
+            }
+        );
+        assert_eq!(
+            hub.unsubscribe("a", "presence-x", "1.1").await,
+            Left {
+                vacated: false,
+                member_removed: None
+            }
+        );
+        assert_eq!(
+            hub.unsubscribe("a", "presence-x", "1.2").await,
+            Left {
+                vacated: false,
+                member_removed: Some("u".into())
+            }
+        );
+        assert_eq!(
+            hub.unsubscribe("a", "presence-x", "1.3").await,
+            Left {
+                vacated: true,
+                member_removed: Some("v".into())
+            }
+        );
+        assert!(hub.channels("a").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_presence_channel_still_admits_existing_users() {
+        let hub = MemoryAdapter::new();
+        let (s1, _r1) = socket("1.1");
+        let (s2, _r2) = socket("1.2");
+        let (s3, _r3) = socket("1.3");
+        join(&hub, "presence-x", &s1, member("u"), 1).await.unwrap();
+        assert_eq!(
+            join(&hub, "presence-x", &s2, member("v"), 1)
+                .await
+                .unwrap_err(),
+            JoinError::PresenceFull
+        );
+        assert!(join(&hub, "presence-x", &s3, member("u"), 1).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn publish_skips_the_excluded_socket_and_other_apps() {
+        let hub = MemoryAdapter::new();
+        let (s1, mut r1) = socket("1.1");
+        let (s2, mut r2) = socket("1.2");
+        let (s3, mut r3) = socket("1.3");
+        join(&hub, "c", &s1, None, 100).await.unwrap();
+        join(&hub, "c", &s2, None, 100).await.unwrap();
+        hub.subscribe(
+            "b",
+            "c",
+            Subscriber {
+                socket: &s3,
+                member: None,
+                max_members: 1,
+            },
+            &|_| vec![],
+        )
+        .await
+        .unwrap();
+        hub.publish("a", "c", Frame::from("hello"), Some("1.2"), None)
+            .await;
+        assert_eq!(drain(&mut r1), ["first", "hello"]);
+        assert_eq!(drain(&mut r2), ["first"]);
+        assert!(drain(&mut r3).is_empty());
+    }
+
+    #[tokio::test]
+    async fn cache_survives_an_empty_channel_and_is_replayed() {
+        let hub = MemoryAdapter::new();
+        hub.publish(
+            "a",
+            "cache-x",
+            Frame::from("ev"),
+            None,
+            Some(CacheEntry {
+                data: "d",
+                ttl_seconds: 60,
+            }),
+        )
+        .await;
+        assert!(hub.channels("a").await.is_empty());
+        assert_eq!(
+            hub.cached_event("a", "cache-x").await.map(|c| c.data),
+            Some("d".to_string())
+        );
+        let (s1, _r1) = socket("1.1");
+        let joined = join(&hub, "cache-x", &s1, None, 100).await.unwrap();
+        assert_eq!(joined.cached.as_deref(), Some("ev"));
+    }
+
+    #[tokio::test]
+    async fn connection_quota_is_enforced_and_released() {
+        let hub = MemoryAdapter::new();
+        let (s1, _r1) = socket("1.1");
+        let (s2, _r2) = socket("1.2");
+        assert!(hub.add_socket("a", &s1, Some(1)).await.is_ok());
+        assert!(hub.add_socket("a", &s2, Some(1)).await.is_err());
+        assert_eq!(hub.connection_count("a").await, 1);
+        hub.remove_socket("a", "1.1").await;
+        assert!(hub.add_socket("a", &s2, Some(1)).await.is_ok());
+    }
+}

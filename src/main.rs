@@ -1,0 +1,131 @@
+//! The `poxide` command: serve (the default) or run the conformance suite against a server.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use poxide::{config::Overrides, Config, Server};
+
+#[derive(Parser)]
+#[command(version, about = "A server for the Pusher Channels protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Replay the conformance transcripts against a running server.
+    Conformance(poxide::conformance::cli::ConformanceArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML file with server settings and one or more apps.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long)]
+    port: Option<String>,
+    /// Id of the default (first) app.
+    #[arg(long)]
+    app_id: Option<String>,
+    #[arg(long)]
+    app_key: Option<String>,
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// Largest event data in bytes.
+    #[arg(long)]
+    payload_limit: Option<String>,
+    /// Seconds of silence before the server pings a client.
+    #[arg(long)]
+    activity_timeout: Option<String>,
+    /// Milliseconds to wait for an answer to a server ping before closing with 4201.
+    #[arg(long)]
+    pong_timeout_ms: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            host: self.host.clone(),
+            port: self.port.clone(),
+            app_id: self.app_id.clone(),
+            app_key: self.app_key.clone(),
+            app_secret: self.app_secret.clone(),
+            payload_limit: self.payload_limit.clone(),
+            activity_timeout: self.activity_timeout.clone(),
+            pong_timeout_ms: self.pong_timeout_ms.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "poxide=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match cli.command {
+        Some(Command::Conformance(args)) => runtime.block_on(poxide::conformance::cli::run(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let (env, _) = Overrides::from_env(|name| std::env::var(name).ok());
+    let config = match Config::load(args.config.as_deref(), &env, &args.overrides()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("poxide: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let apps: Vec<String> = config
+        .apps
+        .iter()
+        .map(|a| format!("{} (key {})", a.id, a.key))
+        .collect();
+    let server = match Server::new(config).start().await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("poxide: cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    match server.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poxide: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

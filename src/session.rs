@@ -1,0 +1,116 @@
+//! Per-connection protocol state: the app, the subscriptions and the client-event rate window.
+//! Commands in `cmd/` read and change it.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    config::AppConfig,
+    error::FrameError,
+    frame::{self, Frame},
+    server::ServerState,
+    socket::Outbox,
+};
+
+pub struct Session {
+    pub state: Arc<ServerState>,
+    pub app: Arc<AppConfig>,
+    pub outbox: Outbox,
+    /// Channel name → presence user id (for presence channels).
+    pub subscriptions: HashMap<String, Option<String>>,
+    pub client_event_window: RateWindow,
+}
+
+impl Session {
+    pub fn new(state: Arc<ServerState>, app: Arc<AppConfig>, outbox: Outbox) -> Self {
+        let rate = app.client_event_rate;
+        Session {
+            state,
+            app,
+            outbox,
+            subscriptions: HashMap::new(),
+            client_event_window: RateWindow::new(rate, Duration::from_secs(1)),
+        }
+    }
+
+    pub fn socket_id(&self) -> &str {
+        self.outbox.socket_id()
+    }
+
+    pub fn send(&self, frame: Frame) {
+        self.outbox.send(frame);
+    }
+
+    /// Reports a rejected frame: `pusher:error`, plus the channel-scoped
+    /// `pusher:subscription_error` when a subscription to `channel` failed.
+    pub fn send_error(&self, error: &FrameError, channel: Option<&str>) {
+        let message = error.to_string();
+        self.send(frame::error(&message, error.code()));
+        if let (Some(channel), Some((kind, status))) = (channel, error.subscription_error_kind()) {
+            self.send(frame::subscription_error(channel, kind, &message, status));
+        }
+    }
+
+    /// Leaves every channel, as on disconnect.
+    pub async fn leave_all(&mut self) {
+        let channels: Vec<String> = self.subscriptions.keys().cloned().collect();
+        for channel in channels {
+            crate::cmd::unsubscribe::leave(self, &channel).await;
+        }
+    }
+}
+
+/// A fixed one-second window: at most `limit` events per window.
+#[derive(Debug)]
+pub struct RateWindow {
+    limit: u32,
+    length: Duration,
+    /// Start of the current window: the first event after the previous window ended.
+    started: Option<Instant>,
+    count: u32,
+}
+
+impl RateWindow {
+    pub fn new(limit: u32, length: Duration) -> Self {
+        RateWindow {
+            limit,
+            length,
+            started: None,
+            count: 0,
+        }
+    }
+
+    /// Counts one event at `now`; false when it is over the limit (and is not counted).
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if self
+            .started
+            .is_none_or(|started| now.duration_since(started) >= self.length)
+        {
+            self.started = Some(now);
+            self.count = 0;
+        }
+        if self.count >= self.limit {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_allows_the_limit_then_resets() {
+        let start = Instant::now();
+        let mut w = RateWindow::new(10, Duration::from_secs(1));
+        let allowed = (0..11).filter(|_| w.allow(start)).count();
+        assert_eq!(allowed, 10);
+        assert!(!w.allow(start + Duration::from_millis(999)));
+        assert!(w.allow(start + Duration::from_millis(1000)));
+    }
+}
