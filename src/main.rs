@@ -73,6 +73,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "poxide=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {

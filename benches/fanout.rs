@@ -1,0 +1,150 @@
+//! Fan-out benchmark: N WebSocket subscribers on one channel, events published through the
+//! signed REST API, every delivery timed from publish to receipt. Client and server share this
+//! machine's cores, so the figures are a floor.
+//!
+//! `cargo bench --bench fanout` (env: SUBSCRIBERS, EVENTS, PAYLOAD_BYTES)
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use poxide::{signature, Config, Server};
+use tokio::sync::Barrier;
+use tokio_tungstenite::tungstenite::Message;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn micros_since_epoch() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+#[tokio::main]
+async fn main() {
+    let subscribers = env_or("SUBSCRIBERS", 1000);
+    let events = env_or("EVENTS", 200);
+    let payload = env_or("PAYLOAD_BYTES", 100);
+
+    let config = Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        outbox_capacity: events + 16,
+        ..Config::default()
+    };
+    let server = Server::new(config).start().await.unwrap();
+    let url = format!("{}/app/app_key?protocol=7", server.ws_url());
+
+    let ready = Arc::new(Barrier::new(subscribers + 1));
+    let mut clients = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let ready = ready.clone();
+        clients.push(tokio::spawn(async move {
+            ws.next().await; // connection_established
+            ws.send(Message::text(
+                r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#,
+            ))
+            .await
+            .unwrap();
+            ws.next().await; // subscription_succeeded
+            ready.wait().await;
+            let mut latencies = Vec::with_capacity(events);
+            while latencies.len() < events {
+                let Some(Ok(Message::Text(text))) = ws.next().await else {
+                    break;
+                };
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let data = frame["data"].as_str().unwrap();
+                let sent: u128 = data[..data.find(':').unwrap()].parse().unwrap();
+                latencies.push((micros_since_epoch() - sent) as u64);
+            }
+            latencies
+        }));
+    }
+    ready.wait().await;
+
+    let http = reqwest::Client::new();
+    let endpoint = format!("{}/apps/app_id/events", server.http_url());
+    let filler = "x".repeat(payload);
+    let start = Instant::now();
+    for _ in 0..events {
+        let data = format!("{}:{filler}", micros_since_epoch());
+        let body =
+            serde_json::json!({"name": "tick", "channel": "bench", "data": data}).to_string();
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let params = signature::sign_rest_request(
+            "app_key",
+            "secret",
+            "POST",
+            "/apps/app_id/events",
+            timestamp,
+            body.as_bytes(),
+            &[],
+        );
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let response = http
+            .post(format!("{endpoint}?{query}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let published = start.elapsed();
+
+    let mut all = Vec::with_capacity(subscribers * events);
+    for client in clients {
+        all.extend(
+            tokio::time::timeout(Duration::from_secs(60), client)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    println!("fanout: {subscribers} subscribers x {events} events of {payload} bytes");
+    println!(
+        "  delivered       {} of {}",
+        all.len(),
+        subscribers * events
+    );
+    println!(
+        "  publish rate    {:.0} REST triggers/s",
+        events as f64 / published.as_secs_f64()
+    );
+    println!(
+        "  delivery rate   {:.0} messages/s",
+        all.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency (ms)    p50 {:.2}  p99 {:.2}  max {:.2}",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    assert_eq!(
+        all.len(),
+        subscribers * events,
+        "every subscriber got every event"
+    );
+    server.shutdown().await.unwrap();
+}
