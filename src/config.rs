@@ -44,6 +44,84 @@ pub struct AppConfig {
     /// Client events per second per connection.
     pub client_event_rate: u32,
     pub cache_ttl_seconds: u64,
+    /// Where this app's webhooks go.
+    pub webhooks: Vec<WebhookTarget>,
+    /// Send `pusher_internal:subscription_count` and `subscription_count` webhooks.
+    pub subscription_count: bool,
+    /// Send `pusher_internal:watchlist_events` to signed-in users with a watchlist.
+    pub watchlist_events: bool,
+    /// Close connections that neither sign in nor subscribe to an authorized channel in time.
+    pub authorized_connections: bool,
+    pub authorization_timeout_ms: u64,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub url: String,
+    /// Only these event names (`channel_occupied`, `member_added`, …); all when absent.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+}
+
+/// The webhook event names a target may filter on.
+pub const WEBHOOK_EVENT_TYPES: [&str; 7] = [
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+impl WebhookTarget {
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookTarget {
+            url: url.into(),
+            event_types: None,
+        }
+    }
+
+    pub fn wants(&self, event_name: &str) -> bool {
+        self.event_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == event_name))
+    }
+}
+
+/// How webhooks are delivered, for every app.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookDelivery {
+    /// `channel_vacated` and `member_removed` wait this long; a re-join within it cancels both.
+    pub grace_ms: u64,
+    /// Events that become ready within this window go out in one request.
+    pub batch_ms: u64,
+    pub request_timeout_ms: u64,
+    /// First retry delay; it doubles up to a minute between tries.
+    pub retry_initial_ms: u64,
+    /// Retries stop this long after the first attempt.
+    pub retry_window_ms: u64,
+    /// Events waiting to be batched; beyond it new events are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Requests being sent or retried at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for WebhookDelivery {
+    fn default() -> Self {
+        WebhookDelivery {
+            grace_ms: 3000,
+            batch_ms: 50,
+            request_timeout_ms: 10_000,
+            retry_initial_ms: 1000,
+            retry_window_ms: 300_000,
+            queue_capacity: 10_000,
+            max_in_flight: 256,
+        }
+    }
 }
 
 impl Default for AppConfig {
@@ -61,6 +139,11 @@ impl Default for AppConfig {
             max_event_name_length: 200,
             client_event_rate: 10,
             cache_ttl_seconds: 1800,
+            webhooks: Vec::new(),
+            subscription_count: false,
+            watchlist_events: true,
+            authorized_connections: false,
+            authorization_timeout_ms: 30_000,
         }
     }
 }
@@ -76,6 +159,7 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Frames a connection may have queued before it is closed with 4100.
     pub outbox_capacity: usize,
+    pub webhook_delivery: WebhookDelivery,
     pub apps: Vec<AppConfig>,
 }
 
@@ -87,6 +171,7 @@ impl Default for Config {
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
             outbox_capacity: 1024,
+            webhook_delivery: WebhookDelivery::default(),
             apps: vec![AppConfig::default()],
         }
     }
@@ -101,6 +186,7 @@ struct FileConfig {
     activity_timeout: Option<u64>,
     pong_timeout_ms: Option<u64>,
     outbox_capacity: Option<usize>,
+    webhook_delivery: Option<WebhookDelivery>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -116,6 +202,8 @@ pub struct Overrides {
     pub payload_limit: Option<String>,
     pub activity_timeout: Option<String>,
     pub pong_timeout_ms: Option<String>,
+    /// Adds a webhook receiver (all events) to the default app.
+    pub webhook_url: Option<String>,
 }
 
 impl Overrides {
@@ -139,6 +227,7 @@ impl Overrides {
             payload_limit: pick(&["POXIDE_PAYLOAD_LIMIT", "PAYLOAD_LIMIT"]),
             activity_timeout: pick(&["POXIDE_ACTIVITY_TIMEOUT", "ACTIVITY_TIMEOUT"]),
             pong_timeout_ms: pick(&["POXIDE_PONG_TIMEOUT_MS"]),
+            webhook_url: pick(&["POXIDE_WEBHOOK_URL", "WEB_HOOK"]),
         };
         (o, used)
     }
@@ -177,6 +266,11 @@ impl Overrides {
         }
         if let Some(v) = &self.payload_limit {
             app.payload_limit = parse_number(v, &key("payload_limit"))?;
+        }
+        if let Some(url) = &self.webhook_url {
+            if !app.webhooks.iter().any(|w| &w.url == url) {
+                app.webhooks.push(WebhookTarget::new(url.clone()));
+            }
         }
         Ok(())
     }
@@ -241,6 +335,9 @@ impl Config {
         if let Some(capacity) = file.outbox_capacity {
             config.outbox_capacity = capacity;
         }
+        if let Some(delivery) = file.webhook_delivery {
+            config.webhook_delivery = delivery;
+        }
         if let Some(apps) = file.apps {
             config.apps = apps;
         }
@@ -283,6 +380,28 @@ impl Config {
             }
             if !keys.insert(app.key.as_str()) {
                 return invalid(key("key"), app.key.clone(), "a key no other app uses");
+            }
+            for (j, hook) in app.webhooks.iter().enumerate() {
+                let hook_key = |name: &str| key(&format!("webhooks[{j}].{name}"));
+                if hook.url.starts_with("https://") {
+                    return invalid(
+                        hook_key("url"),
+                        hook.url.clone(),
+                        "an http:// URL: this build sends webhooks without TLS",
+                    );
+                }
+                if !hook.url.starts_with("http://") {
+                    return invalid(hook_key("url"), hook.url.clone(), "an http:// URL");
+                }
+                for t in hook.event_types.iter().flatten() {
+                    if !WEBHOOK_EVENT_TYPES.contains(&t.as_str()) {
+                        return invalid(
+                            hook_key("event_types"),
+                            t.clone(),
+                            "one of channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count",
+                        );
+                    }
+                }
             }
             for (name, value) in [
                 ("payload_limit", app.payload_limit),

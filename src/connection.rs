@@ -79,6 +79,8 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
     let (mut sink, mut stream) = ws.split();
     let mut deadline = Instant::now() + activity_timeout;
     let mut awaiting_pong = false;
+    let authorization_deadline =
+        Instant::now() + Duration::from_millis(app.authorization_timeout_ms);
 
     let reason: Option<CloseError> = loop {
         tokio::select! {
@@ -113,6 +115,9 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
                     Message::Close(_) => break None,
                 }
             }
+            _ = sleep_until(authorization_deadline), if app.authorized_connections && !session.authorized => {
+                break Some(CloseError::NotAuthorizedInTime);
+            }
             _ = sleep_until(deadline) => {
                 if awaiting_pong {
                     break Some(CloseError::PongNotReceived);
@@ -124,7 +129,7 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
         }
     };
 
-    session.leave_all().await;
+    session.close().await;
     state
         .adapter
         .remove_socket(&app.id, outbox.socket_id())

@@ -23,6 +23,12 @@ pub enum CloseError {
     ShuttingDown,
     #[error("Pong reply not received")]
     PongNotReceived,
+    /// The app called `terminate_connections` for the signed-in user.
+    #[error("Connection terminated by the application")]
+    Terminated,
+    /// Authorized connections: neither signed in nor subscribed to an authorized channel in time.
+    #[error("Connection not authorized within timeout")]
+    NotAuthorizedInTime,
 }
 
 impl CloseError {
@@ -35,6 +41,8 @@ impl CloseError {
             CloseError::OverCapacity => 4100,
             CloseError::ShuttingDown => 4200,
             CloseError::PongNotReceived => 4201,
+            // 40xx: pusher-js does not reconnect, which is the point of both.
+            CloseError::Terminated | CloseError::NotAuthorizedInTime => 4009,
         }
     }
 }
@@ -92,6 +100,14 @@ pub enum FrameError {
     ClientEventTooLarge { limit: usize },
     #[error("Client event rejected due to rate limit")]
     ClientEventRateLimited,
+    #[error("Invalid user_data: {0}")]
+    InvalidUserData(String),
+    #[error("Already signed in as user {0}: a connection signs in once")]
+    AlreadySignedIn(String),
+    #[error("Watchlist limit exceeded: only the first {0} user ids are watched")]
+    WatchlistTooLong(usize),
+    #[error("Cannot subscribe to {channel}: only a connection signed in as user {user_id} may")]
+    NotThatUser { channel: String, user_id: String },
 }
 
 impl FrameError {
@@ -100,6 +116,7 @@ impl FrameError {
     pub fn code(&self) -> Option<u16> {
         match self {
             FrameError::ClientEventRateLimited => Some(4301),
+            FrameError::WatchlistTooLong(_) => Some(4302),
             _ => None,
         }
     }
@@ -108,7 +125,9 @@ impl FrameError {
     /// `pusher:subscription_error` that pusher-js and Laravel Echo surface to the app.
     pub fn subscription_error_kind(&self) -> Option<(&'static str, u16)> {
         match self {
-            FrameError::Auth(_) | FrameError::ReservedChannel(_) => Some(("AuthError", 401)),
+            FrameError::Auth(_)
+            | FrameError::ReservedChannel(_)
+            | FrameError::NotThatUser { .. } => Some(("AuthError", 401)),
             FrameError::PresenceFull { .. } => Some(("LimitReached", 4100)),
             FrameError::InvalidChannelData(_) | FrameError::MissingParameter(_) => {
                 Some(("InvalidRequest", 400))

@@ -20,7 +20,14 @@ pub enum ClientFrame {
     Pong,
     Subscribe(SubscribeRequest),
     Unsubscribe { channel: String },
+    Signin(SigninRequest),
     ClientEvent(ClientEvent),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct SigninRequest {
+    pub auth: Option<String>,
+    pub user_data: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -63,6 +70,17 @@ struct ChannelData {
     channel: Option<serde_json::Value>,
     auth: Option<serde_json::Value>,
     channel_data: Option<serde_json::Value>,
+    user_data: Option<serde_json::Value>,
+}
+
+/// A string field, or `None` when absent or null; other types become their JSON text so that
+/// the error names what was sent.
+fn loose_string(value: Option<serde_json::Value>) -> Option<String> {
+    match value {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    }
 }
 
 impl ClientFrame {
@@ -97,11 +115,7 @@ impl ClientFrame {
                 let data = channel_data(envelope.data)?;
                 Ok(ClientFrame::Subscribe(SubscribeRequest {
                     channel: required_channel(data.channel)?,
-                    auth: match data.auth {
-                        Some(serde_json::Value::String(s)) => Some(s),
-                        Some(serde_json::Value::Null) | None => None,
-                        Some(other) => Some(other.to_string()),
-                    },
+                    auth: loose_string(data.auth),
                     channel_data: match data.channel_data {
                         Some(serde_json::Value::String(s)) => Some(s),
                         Some(serde_json::Value::Null) | None => None,
@@ -119,6 +133,22 @@ impl ClientFrame {
                 Ok(ClientFrame::Unsubscribe {
                     channel: required_channel(data.channel)?,
                 })
+            }
+            "pusher:signin" => {
+                let data = channel_data(envelope.data)?;
+                Ok(ClientFrame::Signin(SigninRequest {
+                    auth: loose_string(data.auth),
+                    user_data: match data.user_data {
+                        Some(serde_json::Value::String(s)) => Some(s),
+                        Some(serde_json::Value::Null) | None => None,
+                        Some(_) => {
+                            return Err(FrameError::WrongType {
+                                field: "data.user_data",
+                                expected: "a JSON-encoded string",
+                            })
+                        }
+                    },
+                }))
             }
             e if e.starts_with("pusher:") || e.starts_with("pusher_internal:") => {
                 Err(FrameError::UnknownPusherEvent(event))
@@ -330,6 +360,55 @@ pub fn member_removed(channel: &str, user_id: &str) -> Frame {
     let data = encoded(&Removed { user_id });
     build(
         "pusher_internal:member_removed",
+        Some(channel),
+        Some(&data),
+        None,
+    )
+}
+
+pub fn signin_success(user_data: &str) -> Frame {
+    #[derive(Serialize)]
+    struct Success<'a> {
+        user_data: &'a str,
+    }
+    build(
+        "pusher:signin_success",
+        None,
+        Some(&Success { user_data }),
+        None,
+    )
+}
+
+/// `online`/`offline` lists for a watcher; empty lists are left out.
+pub fn watchlist_events(online: &[String], offline: &[String]) -> Frame {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        name: &'a str,
+        user_ids: &'a [String],
+    }
+    #[derive(Serialize)]
+    struct Data<'a> {
+        events: Vec<Entry<'a>>,
+    }
+    let events = [("online", online), ("offline", offline)]
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(name, user_ids)| Entry { name, user_ids })
+        .collect();
+    let data = encoded(&Data { events });
+    build("pusher_internal:watchlist_events", None, Some(&data), None)
+}
+
+pub fn subscription_count(channel: &str, count: usize) -> Frame {
+    #[derive(Serialize)]
+    struct Count {
+        subscription_count: usize,
+    }
+    let data = encoded(&Count {
+        subscription_count: count,
+    });
+    build(
+        "pusher_internal:subscription_count",
         Some(channel),
         Some(&data),
         None,

@@ -21,7 +21,9 @@ pub mod session;
 pub mod shutdown;
 pub mod signature;
 pub mod socket;
+pub mod subscription_count;
 pub mod upgrade;
+pub mod webhook;
 
 pub use config::{AppConfig, Config};
 pub use server::{RunningServer, Server};

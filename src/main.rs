@@ -48,6 +48,9 @@ struct ServeArgs {
     /// Milliseconds to wait for an answer to a server ping before closing with 4201.
     #[arg(long)]
     pong_timeout_ms: Option<String>,
+    /// Send the default app's webhooks (all events) to this http:// URL.
+    #[arg(long)]
+    webhook_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -61,6 +64,7 @@ impl ServeArgs {
             payload_limit: self.payload_limit.clone(),
             activity_timeout: self.activity_timeout.clone(),
             pong_timeout_ms: self.pong_timeout_ms.clone(),
+            webhook_url: self.webhook_url.clone(),
         }
     }
 }

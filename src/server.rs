@@ -13,7 +13,9 @@ use crate::{
     http,
     hub::{memory::MemoryAdapter, Adapter},
     shutdown::{self, Shutdown, ShutdownTrigger},
+    subscription_count::SubscriptionCounts,
     upgrade,
+    webhook::{WebhookStats, Webhooks},
 };
 
 /// How long shutdown waits for connections to say goodbye before the process may exit.
@@ -25,6 +27,8 @@ pub struct ServerState {
     pub apps: Apps,
     pub adapter: Arc<dyn Adapter>,
     pub shutdown: Shutdown,
+    pub webhooks: Webhooks,
+    pub subscription_counts: SubscriptionCounts,
     live_connections: watch::Sender<usize>,
 }
 
@@ -75,12 +79,14 @@ impl Server {
         let (live_connections, live) = watch::channel(0);
         let state = Arc::new(ServerState {
             apps: Apps::new(&self.config.apps),
+            webhooks: Webhooks::start(self.config.webhook_delivery.clone()),
             config: self.config,
             adapter: self.adapter,
             shutdown: shutdown.clone(),
+            subscription_counts: SubscriptionCounts::default(),
             live_connections,
         });
-        let app = routes().data(state);
+        let app = routes().data(state.clone());
         let mut stop = shutdown;
         let task = tokio::spawn(async move {
             PoemServer::new_with_acceptor(acceptor)
@@ -92,6 +98,7 @@ impl Server {
                 .await
         });
         Ok(RunningServer {
+            state,
             addr,
             trigger,
             live,
@@ -117,6 +124,7 @@ pub fn routes() -> Route {
 
 /// A listening server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
+    state: Arc<ServerState>,
     addr: SocketAddr,
     trigger: ShutdownTrigger,
     live: watch::Receiver<usize>,
@@ -124,6 +132,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// What happened to webhook events so far.
+    pub fn webhook_stats(&self) -> &WebhookStats {
+        self.state.webhooks.stats()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -22,6 +22,16 @@ pub struct Session {
     /// Channel name → presence user id (for presence channels).
     pub subscriptions: HashMap<String, Option<String>>,
     pub client_event_window: RateWindow,
+    /// Set by a successful `pusher:signin`.
+    pub user: Option<SignedIn>,
+    /// Signed in or subscribed to a channel that needs authorization (authorized connections).
+    pub authorized: bool,
+}
+
+pub struct SignedIn {
+    pub id: String,
+    /// Watched user ids (watchlist events enabled only).
+    pub watching: Vec<String>,
 }
 
 impl Session {
@@ -33,6 +43,8 @@ impl Session {
             outbox,
             subscriptions: HashMap::new(),
             client_event_window: RateWindow::new(rate, Duration::from_secs(1)),
+            user: None,
+            authorized: false,
         }
     }
 
@@ -54,12 +66,13 @@ impl Session {
         }
     }
 
-    /// Leaves every channel, as on disconnect.
-    pub async fn leave_all(&mut self) {
+    /// Leaves every channel and signs out, as on disconnect.
+    pub async fn close(&mut self) {
         let channels: Vec<String> = self.subscriptions.keys().cloned().collect();
         for channel in channels {
             crate::cmd::unsubscribe::leave(self, &channel).await;
         }
+        crate::cmd::signin::sign_out(self).await;
     }
 }
 

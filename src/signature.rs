@@ -14,9 +14,18 @@ pub fn sign(secret: &str, message: &str) -> String {
     hex::encode(mac(secret, message).finalize().into_bytes())
 }
 
+/// Lowercase hex HMAC-SHA256 of raw bytes, e.g. a webhook body.
+pub fn sign_bytes(secret: &str, message: &[u8]) -> String {
+    hex::encode(mac_bytes(secret, message).finalize().into_bytes())
+}
+
 fn mac(secret: &str, message: &str) -> HmacSha256 {
+    mac_bytes(secret, message.as_bytes())
+}
+
+fn mac_bytes(secret: &str, message: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key size");
-    mac.update(message.as_bytes());
+    mac.update(message);
     mac
 }
 
@@ -190,6 +199,15 @@ mod tests {
                 params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
             ),
             "POST\n/apps/3/events\nauth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f"
+        );
+    }
+
+    #[test]
+    fn webhook_reference_vector() {
+        let body = br#"{"time_ms":1327078148132,"events":[{"name":"channel_occupied","channel":"test_channel"}]}"#;
+        assert_eq!(
+            sign_bytes(SECRET, body),
+            "709fdb84c03664445f7698120b0edf0acc1ab1c8c6e93a0368c61841d6b998aa"
         );
     }
 

@@ -1,63 +1,17 @@
 //! Behaviour that transcripts cannot show: graceful shutdown, slow consumers, the command line.
 
-use std::{process::Command, time::Duration};
+mod common;
 
-use futures_util::{SinkExt, StreamExt};
-use poxide::{signature, Config, Server};
-use tokio_tungstenite::tungstenite::Message;
+use std::process::Command;
 
-fn test_config() -> Config {
-    Config {
-        host: [127, 0, 0, 1].into(),
-        port: 0,
-        ..Config::default()
-    }
-}
-
-async fn connect(
-    url: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}/app/app_key?protocol=7"))
-        .await
-        .expect("connects");
-    ws
-}
-
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-async fn close_code<S>(ws: &mut S) -> (u16, String)
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                return (frame.code.into(), frame.reason.to_string())
-            }
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
+use common::{close_code, connect, next_text, test_config, Api};
+use poxide::Server;
 
 #[tokio::test]
 async fn shutdown_closes_every_connection_with_4200() {
     let server = Server::new(test_config()).start().await.unwrap();
-    let mut a = connect(&server.ws_url()).await;
-    let mut b = connect(&server.ws_url()).await;
-    next_text(&mut a).await;
-    next_text(&mut b).await;
+    let (mut a, _) = connect(&server.ws_url()).await;
+    let (mut b, _) = connect(&server.ws_url()).await;
     let stopping = tokio::spawn(server.shutdown());
     for ws in [&mut a, &mut b] {
         let error = next_text(ws).await;
@@ -77,47 +31,19 @@ async fn shutdown_closes_every_connection_with_4200() {
 async fn a_client_that_stops_reading_is_closed_with_4100() {
     let mut config = test_config();
     config.outbox_capacity = 8;
+    config.apps[0].payload_limit = 100_000;
     let server = Server::new(config).start().await.unwrap();
-    let mut slow = connect(&server.ws_url()).await;
-    next_text(&mut slow).await;
-    slow.send(Message::text(
-        r#"{"event":"pusher:subscribe","data":{"channel":"firehose"}}"#,
-    ))
-    .await
-    .unwrap();
-    next_text(&mut slow).await;
+    let (mut slow, _) = connect(&server.ws_url()).await;
+    common::subscribe(&mut slow, serde_json::json!({"channel": "firehose"})).await;
 
     // Publish far more than the socket buffers and the queue can hold while the client reads
     // nothing.
-    let payload = "x".repeat(10_000);
-    let body = serde_json::json!({"name": "e", "channel": "firehose", "data": payload}).to_string();
-    let http = reqwest::Client::new();
+    let payload = "x".repeat(100_000);
+    let api = Api::new(&server.http_url());
+    let body = serde_json::json!({"name": "e", "channel": "firehose", "data": payload});
     let mut status = Vec::new();
-    for _ in 0..3000 {
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let params = signature::sign_rest_request(
-            "app_key",
-            "secret",
-            "POST",
-            "/apps/app_id/events",
-            timestamp,
-            body.as_bytes(),
-            &[],
-        );
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter())
-            .finish();
-        let response = http
-            .post(format!("{}/apps/app_id/events?{query}", server.http_url()))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        status.push(response.status().as_u16());
+    for _ in 0..300 {
+        status.push(api.call("POST", "/apps/app_id/events", Some(&body)).await.0);
     }
     assert!(
         status.iter().all(|s| *s == 200),

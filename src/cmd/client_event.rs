@@ -8,6 +8,7 @@ use crate::{
     error::FrameError,
     frame::{self, ClientEvent},
     session::Session,
+    webhook::WebhookEvent,
 };
 
 pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), FrameError> {
@@ -50,5 +51,20 @@ pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), Fram
             None,
         )
         .await;
+    // The webhook carries data as a string: a string as sent, anything else as its JSON text.
+    let data = match serde_json::from_str::<String>(event.data.get()) {
+        Ok(text) => text,
+        Err(_) => event.data.get().to_string(),
+    };
+    session.state.webhooks.emit(
+        &session.app,
+        WebhookEvent::ClientEvent {
+            channel,
+            event: event.event,
+            data,
+            socket_id: session.socket_id().to_string(),
+            user_id,
+        },
+    );
     Ok(())
 }

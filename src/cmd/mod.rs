@@ -3,6 +3,7 @@
 
 pub mod client_event;
 pub mod ping;
+pub mod signin;
 pub mod subscribe;
 pub mod unsubscribe;
 
@@ -26,6 +27,9 @@ pub async fn apply(session: &mut Session, frame: ClientFrame) {
         ClientFrame::Unsubscribe { channel } => {
             unsubscribe::leave(session, &channel).await;
             Ok(())
+        }
+        ClientFrame::Signin(request) => {
+            signin::apply(session, request).await.map_err(|e| (None, e))
         }
         ClientFrame::ClientEvent(event) => client_event::apply(session, event)
             .await

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::{
-    channel::{validate_channel_name, Access, ChannelKind},
+    channel::{validate_channel_name, Access, ChannelKind, SERVER_TO_USER_PREFIX},
     config::AppConfig,
     error::{AuthError, FrameError},
     frame::{self, Member, SubscribeRequest},
     hub::{JoinError, Joined, Subscriber},
     session::Session,
-    signature,
+    signature, subscription_count,
+    webhook::WebhookEvent,
 };
 
 /// Longest presence user id (protocol §4.2).
@@ -31,11 +32,11 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
         }
     })?;
     let kind = ChannelKind::of(&channel);
-    if kind.access == Access::Reserved {
-        return Err(FrameError::ReservedChannel(channel));
-    }
     if session.subscriptions.contains_key(&channel) {
         return Err(FrameError::ExistingSubscription(channel));
+    }
+    if kind.access == Access::Reserved {
+        return subscribe_server_to_user(session, channel);
     }
 
     let member = if kind.needs_auth() {
@@ -89,17 +90,64 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
             limit: session.app.max_presence_members,
         })?;
     session.subscriptions.insert(channel.clone(), user_id);
+    if kind.needs_auth() {
+        session.authorized = true;
+    }
 
+    let app = session.app.clone();
+    let webhooks = &session.state.webhooks;
+    if joined.occupied {
+        webhooks.emit(
+            &app,
+            WebhookEvent::ChannelOccupied {
+                channel: channel.clone(),
+            },
+        );
+    }
     if let (true, Some(member)) = (joined.member_added, member) {
         hub.publish(
-            &session.app.id,
+            &app.id,
             &channel,
             frame::member_added(&channel, &member),
             Some(session.socket_id()),
             None,
         )
         .await;
+        webhooks.emit(
+            &app,
+            WebhookEvent::MemberAdded {
+                channel: channel.clone(),
+                user_id: member.user_id,
+            },
+        );
     }
+    if kind.cache && joined.first_cache_miss {
+        webhooks.emit(
+            &app,
+            WebhookEvent::CacheMiss {
+                channel: channel.clone(),
+            },
+        );
+    }
+    subscription_count::changed(&session.state, &app, &channel, joined.subscription_count).await;
+    Ok(())
+}
+
+/// `#server-to-user-{id}`: pusher-js subscribes to its own after signing in. Delivery goes by
+/// signed-in user (see `publish_to_user`), so this only acknowledges; any other `#` name, or
+/// another user's inbox, is refused.
+fn subscribe_server_to_user(session: &mut Session, channel: String) -> Result<(), FrameError> {
+    let Some(user_id) = channel.strip_prefix(SERVER_TO_USER_PREFIX) else {
+        return Err(FrameError::ReservedChannel(channel));
+    };
+    if session.user.as_ref().map(|u| u.id.as_str()) != Some(user_id) {
+        return Err(FrameError::NotThatUser {
+            user_id: user_id.to_string(),
+            channel,
+        });
+    }
+    session.send(frame::subscription_succeeded(&channel));
+    session.subscriptions.insert(channel, None);
     Ok(())
 }
 

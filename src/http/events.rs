@@ -88,13 +88,21 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event) {
     for channel in &event.channels {
         // One serialization per channel, shared by every subscriber.
         let frame = frame::channel_event(&event.name, channel, &event.data);
+        let except = event.socket_id.as_deref();
+        if let Some(user_id) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
+            state
+                .adapter
+                .publish_to_user(&app.id, user_id, frame, except)
+                .await;
+            continue;
+        }
         let cache = ChannelKind::of(channel).cache.then_some(CacheEntry {
             data: &event.data,
             ttl_seconds: app.cache_ttl_seconds,
         });
         state
             .adapter
-            .publish(&app.id, channel, frame, event.socket_id.as_deref(), cache)
+            .publish(&app.id, channel, frame, except, cache)
             .await;
     }
 }

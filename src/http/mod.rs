@@ -80,6 +80,21 @@ pub async fn channel_users(
     channels::users(state, &app, &channel).await.map(Json)
 }
 
+#[handler]
+pub async fn terminate_user(
+    req: &Request,
+    Path((app_id, user_id)): Path<(String, String)>,
+    body: Body,
+    Data(state): Data<&Arc<ServerState>>,
+) -> ApiResult {
+    let body = read_body(body).await?;
+    let params = auth::query_params(req);
+    let app = auth::authenticate(state, &app_id, req, &params, &body)?;
+    let closed = state.adapter.terminate_user(&app.id, &user_id).await;
+    tracing::info!(app = %app.id, user = %user_id, closed, "terminated user connections");
+    Ok(Json(serde_json::json!({})))
+}
+
 /// Requests larger than this are refused before they are read whole.
 const MAX_BODY_BYTES: usize = 1 << 20;
 

@@ -33,6 +33,10 @@ struct AppState {
     sockets: DashMap<Arc<str>, Outbox>,
     connections: AtomicUsize,
     channels: DashMap<String, Channel>,
+    /// Signed-in connections by user id.
+    users: DashMap<String, HashMap<Arc<str>, Outbox>>,
+    /// Connections watching a user id.
+    watchers: DashMap<String, HashMap<Arc<str>, Outbox>>,
 }
 
 #[derive(Default)]
@@ -41,6 +45,8 @@ struct Channel {
     /// Presence members by user id, with how many of this channel's connections each has.
     members: HashMap<String, MemberEntry>,
     cache: Option<Cache>,
+    /// A `cache_miss` was reported since the cache was last empty.
+    miss_reported: bool,
 }
 
 struct Subscription {
@@ -171,6 +177,11 @@ impl Adapter for MemoryAdapter {
                 user_id: user_id.clone(),
             },
         );
+        let cached = ch.live_cache().map(|c| c.frame.clone());
+        let first_cache_miss = cached.is_none() && !ch.miss_reported;
+        if first_cache_miss {
+            ch.miss_reported = true;
+        }
         let joined = Joined {
             occupied,
             member_added,
@@ -179,7 +190,9 @@ impl Adapter for MemoryAdapter {
             } else {
                 Vec::new()
             },
-            cached: ch.live_cache().map(|c| c.frame.clone()),
+            cached,
+            first_cache_miss,
+            subscription_count: ch.subscribers.len(),
         };
         // Queued while the channel is still locked, so no publish can overtake them.
         for frame in first_frames(&joined) {
@@ -199,6 +212,7 @@ impl Adapter for MemoryAdapter {
         let mut left = Left {
             vacated: ch.subscribers.is_empty(),
             member_removed: None,
+            subscription_count: ch.subscribers.len(),
         };
         if let Some(user_id) = sub.user_id {
             if let Some(member) = ch.members.get_mut(&user_id) {
@@ -236,6 +250,7 @@ impl Adapter for MemoryAdapter {
                     data: cache.data.to_string(),
                     expires: Instant::now() + Duration::from_secs(cache.ttl_seconds),
                 });
+                ch.miss_reported = false;
                 ch.deliver(&frame, except);
             }
             None => {
@@ -289,6 +304,91 @@ impl Adapter for MemoryAdapter {
 
     async fn connection_count(&self, app: &str) -> usize {
         self.app(app).connections.load(Ordering::SeqCst)
+    }
+
+    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool {
+        let state = self.app(app);
+        let mut sockets = state.users.entry(user_id.to_string()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(socket.socket_id().into(), socket.clone());
+        first
+    }
+
+    async fn remove_user(&self, app: &str, user_id: &str, socket_id: &str) -> bool {
+        let state = self.app(app);
+        let Some(mut sockets) = state.users.get_mut(user_id) else {
+            return false;
+        };
+        let removed = sockets.remove(socket_id).is_some();
+        let last = removed && sockets.is_empty();
+        drop(sockets);
+        if last {
+            state.users.remove_if(user_id, |_, s| s.is_empty());
+        }
+        last
+    }
+
+    async fn publish_to_user(&self, app: &str, user_id: &str, frame: Frame, except: Option<&str>) {
+        if let Some(sockets) = self.app(app).users.get(user_id) {
+            for (id, outbox) in sockets.iter() {
+                if except != Some(&**id) {
+                    outbox.send(frame.clone());
+                }
+            }
+        }
+    }
+
+    async fn terminate_user(&self, app: &str, user_id: &str) -> usize {
+        let state = self.app(app);
+        let Some(sockets) = state.users.get(user_id) else {
+            return 0;
+        };
+        for outbox in sockets.values() {
+            outbox.close(crate::error::CloseError::Terminated);
+        }
+        sockets.len()
+    }
+
+    async fn online_users(&self, app: &str, user_ids: &[String]) -> Vec<String> {
+        let state = self.app(app);
+        user_ids
+            .iter()
+            .filter(|id| state.users.get(*id).is_some_and(|s| !s.is_empty()))
+            .cloned()
+            .collect()
+    }
+
+    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]) {
+        let state = self.app(app);
+        for id in user_ids {
+            state
+                .watchers
+                .entry(id.clone())
+                .or_default()
+                .insert(socket.socket_id().into(), socket.clone());
+        }
+    }
+
+    async fn unwatch(&self, app: &str, socket_id: &str, user_ids: &[String]) {
+        let state = self.app(app);
+        for id in user_ids {
+            if let Some(mut watchers) = state.watchers.get_mut(id) {
+                watchers.remove(socket_id);
+                let empty = watchers.is_empty();
+                drop(watchers);
+                if empty {
+                    state.watchers.remove_if(id, |_, w| w.is_empty());
+                }
+            }
+        }
+    }
+
+    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame) {
+        if let Some(watchers) = self.app(app).watchers.get(user_id) {
+            for outbox in watchers.values() {
+                outbox.send(frame.clone());
+            }
+        }
     }
 }
 
@@ -361,21 +461,24 @@ mod tests {
             hub.unsubscribe("a", "presence-x", "1.1").await,
             Left {
                 vacated: false,
-                member_removed: None
+                member_removed: None,
+                subscription_count: 2
             }
         );
         assert_eq!(
             hub.unsubscribe("a", "presence-x", "1.2").await,
             Left {
                 vacated: false,
-                member_removed: Some("u".into())
+                member_removed: Some("u".into()),
+                subscription_count: 1
             }
         );
         assert_eq!(
             hub.unsubscribe("a", "presence-x", "1.3").await,
             Left {
                 vacated: true,
-                member_removed: Some("v".into())
+                member_removed: Some("v".into()),
+                subscription_count: 0
             }
         );
         assert!(hub.channels("a").await.is_empty());
@@ -446,6 +549,64 @@ mod tests {
         let (s1, _r1) = socket("1.1");
         let joined = join(&hub, "cache-x", &s1, None, 100).await.unwrap();
         assert_eq!(joined.cached.as_deref(), Some("ev"));
+    }
+
+    #[tokio::test]
+    async fn a_cache_miss_is_reported_once_until_the_cache_fills() {
+        let hub = MemoryAdapter::new();
+        let (s1, _r1) = socket("1.1");
+        let (s2, _r2) = socket("1.2");
+        let (s3, _r3) = socket("1.3");
+        assert!(
+            join(&hub, "cache-x", &s1, None, 100)
+                .await
+                .unwrap()
+                .first_cache_miss
+        );
+        assert!(
+            !join(&hub, "cache-x", &s2, None, 100)
+                .await
+                .unwrap()
+                .first_cache_miss
+        );
+        hub.publish(
+            "a",
+            "cache-x",
+            Frame::from("ev"),
+            None,
+            Some(CacheEntry {
+                data: "d",
+                ttl_seconds: 0,
+            }),
+        )
+        .await;
+        // Expired at once: empty again, so the next subscriber's miss is news.
+        assert!(
+            join(&hub, "cache-x", &s3, None, 100)
+                .await
+                .unwrap()
+                .first_cache_miss
+        );
+    }
+
+    #[tokio::test]
+    async fn users_come_online_with_their_first_connection_and_go_with_their_last() {
+        let hub = MemoryAdapter::new();
+        let (s1, mut r1) = socket("1.1");
+        let (s2, mut r2) = socket("1.2");
+        assert!(hub.add_user("a", "u", &s1).await);
+        assert!(!hub.add_user("a", "u", &s2).await);
+        assert_eq!(
+            hub.online_users("a", &["u".into(), "v".into()]).await,
+            ["u"]
+        );
+        hub.publish_to_user("a", "u", Frame::from("hi"), Some("1.2"))
+            .await;
+        assert_eq!(drain(&mut r1), ["hi"]);
+        assert!(drain(&mut r2).is_empty());
+        assert!(!hub.remove_user("a", "u", "1.1").await);
+        assert!(hub.remove_user("a", "u", "1.2").await);
+        assert!(hub.online_users("a", &["u".into()]).await.is_empty());
     }
 
     #[tokio::test]

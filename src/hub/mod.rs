@@ -31,6 +31,11 @@ pub struct Joined {
     pub members: Vec<Member>,
     /// Cache channels: the last cached event, if it has not expired.
     pub cached: Option<Frame>,
+    /// Cache channels: nothing is cached and no earlier subscriber has been told so since the
+    /// cache emptied, so this miss is worth one `cache_miss` webhook.
+    pub first_cache_miss: bool,
+    /// Subscribers after the join.
+    pub subscription_count: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +50,8 @@ pub struct Left {
     pub vacated: bool,
     /// Presence: the user id whose last connection this was.
     pub member_removed: Option<String>,
+    /// Subscribers after the leave.
+    pub subscription_count: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +116,30 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Connections of the app on this node.
     async fn connection_count(&self, app: &str) -> usize;
+
+    /// Records that `socket` is signed in as `user_id`; true when it is the user's first
+    /// connection (the user came online).
+    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool;
+
+    /// Forgets a signed-in connection; true when it was the user's last (the user went offline).
+    async fn remove_user(&self, app: &str, user_id: &str, socket_id: &str) -> bool;
+
+    /// Delivers to every connection signed in as `user_id` (`#server-to-user-{id}` events).
+    async fn publish_to_user(&self, app: &str, user_id: &str, frame: Frame, except: Option<&str>);
+
+    /// Closes every connection signed in as `user_id`; returns how many.
+    async fn terminate_user(&self, app: &str, user_id: &str) -> usize;
+
+    /// Which of `user_ids` have at least one signed-in connection.
+    async fn online_users(&self, app: &str, user_ids: &[String]) -> Vec<String>;
+
+    /// `socket` wants watchlist events about `user_ids`.
+    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]);
+
+    async fn unwatch(&self, app: &str, socket_id: &str, user_ids: &[String]);
+
+    /// Delivers to every connection watching `user_id`.
+    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame);
 }
 
 /// What to remember for a cache channel.

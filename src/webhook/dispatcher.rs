@@ -1,0 +1,224 @@
+//! Turns emitted events into requests: holds `channel_vacated` and `member_removed` for the
+//! grace period (a re-occupy or re-join inside it cancels both, so a page refresh sends
+//! nothing), and batches what becomes ready together into one request per app and target.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+use tokio::{
+    sync::{mpsc, Semaphore},
+    time::{sleep_until, Instant},
+};
+
+use super::{delivery, WebhookEvent, WebhookStats};
+use crate::config::{AppConfig, WebhookDelivery};
+
+/// What a held removal is waiting on: the same app, kind, channel and (for members) user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HeldKey {
+    Vacated {
+        app: String,
+        channel: String,
+    },
+    Removed {
+        app: String,
+        channel: String,
+        user_id: String,
+    },
+}
+
+struct Held {
+    due: Instant,
+    app: Arc<AppConfig>,
+    event: WebhookEvent,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    time_ms: u128,
+    events: Vec<&'a WebhookEvent>,
+}
+
+pub async fn run(
+    settings: WebhookDelivery,
+    mut rx: mpsc::Receiver<(Arc<AppConfig>, WebhookEvent)>,
+    stats: Arc<WebhookStats>,
+) {
+    let grace = Duration::from_millis(settings.grace_ms);
+    let batch = Duration::from_millis(settings.batch_ms);
+    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .build()
+        .expect("HTTP client");
+    let mut held: HashMap<HeldKey, Held> = HashMap::new();
+    let mut ready: Vec<(Arc<AppConfig>, WebhookEvent)> = Vec::new();
+    let mut ready_since: Option<Instant> = None;
+    let mut open = true;
+
+    while open || !held.is_empty() || !ready.is_empty() {
+        let next_due = held.values().map(|h| h.due).min();
+        let flush_at = ready_since.map(|t| t + batch);
+        let wake = [next_due, flush_at].into_iter().flatten().min();
+        tokio::select! {
+            received = rx.recv(), if open => match received {
+                Some((app, event)) => accept(&mut held, &mut ready, app, event, grace),
+                // The server is going away: what was held is final now.
+                None => {
+                    open = false;
+                    for (_, h) in held.drain() {
+                        ready.push((h.app, h.event));
+                    }
+                }
+            },
+            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+        }
+        let now = Instant::now();
+        let due: Vec<HeldKey> = held
+            .iter()
+            .filter(|(_, h)| h.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(h) = held.remove(&key) {
+                ready.push((h.app, h.event));
+            }
+        }
+        if ready.is_empty() {
+            ready_since = None;
+        } else {
+            let since = *ready_since.get_or_insert(now);
+            if now >= since + batch || !open {
+                flush(
+                    std::mem::take(&mut ready),
+                    &client,
+                    &settings,
+                    &in_flight,
+                    &stats,
+                )
+                .await;
+                ready_since = None;
+            }
+        }
+    }
+}
+
+fn accept(
+    held: &mut HashMap<HeldKey, Held>,
+    ready: &mut Vec<(Arc<AppConfig>, WebhookEvent)>,
+    app: Arc<AppConfig>,
+    event: WebhookEvent,
+    grace: Duration,
+) {
+    let app_id = app.id.clone();
+    match &event {
+        WebhookEvent::ChannelVacated { channel } => {
+            let key = HeldKey::Vacated {
+                app: app_id,
+                channel: channel.clone(),
+            };
+            held.insert(
+                key,
+                Held {
+                    due: Instant::now() + grace,
+                    app,
+                    event,
+                },
+            );
+        }
+        WebhookEvent::MemberRemoved { channel, user_id } => {
+            let key = HeldKey::Removed {
+                app: app_id,
+                channel: channel.clone(),
+                user_id: user_id.clone(),
+            };
+            held.insert(
+                key,
+                Held {
+                    due: Instant::now() + grace,
+                    app,
+                    event,
+                },
+            );
+        }
+        WebhookEvent::ChannelOccupied { channel } => {
+            let key = HeldKey::Vacated {
+                app: app_id,
+                channel: channel.clone(),
+            };
+            if held.remove(&key).is_none() {
+                ready.push((app, event));
+            }
+        }
+        WebhookEvent::MemberAdded { channel, user_id } => {
+            let key = HeldKey::Removed {
+                app: app_id,
+                channel: channel.clone(),
+                user_id: user_id.clone(),
+            };
+            if held.remove(&key).is_none() {
+                ready.push((app, event));
+            }
+        }
+        _ => ready.push((app, event)),
+    }
+}
+
+/// One request per app and target with every ready event the target wants, in order.
+async fn flush(
+    ready: Vec<(Arc<AppConfig>, WebhookEvent)>,
+    client: &reqwest::Client,
+    settings: &WebhookDelivery,
+    in_flight: &Arc<Semaphore>,
+    stats: &Arc<WebhookStats>,
+) {
+    let mut by_app: Vec<(Arc<AppConfig>, Vec<WebhookEvent>)> = Vec::new();
+    for (app, event) in ready {
+        match by_app.iter_mut().find(|(a, _)| a.id == app.id) {
+            Some((_, events)) => events.push(event),
+            None => by_app.push((app, vec![event])),
+        }
+    }
+    let time_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    for (app, events) in by_app {
+        for target in &app.webhooks {
+            let wanted: Vec<&WebhookEvent> =
+                events.iter().filter(|e| target.wants(e.name())).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let body = serde_json::to_vec(&Body {
+                time_ms,
+                events: wanted,
+            })
+            .expect("webhook body serializes");
+            // Waiting here (not dropping) pushes back into the bounded queue, where the excess
+            // is dropped and counted.
+            let permit = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let request = delivery::Request {
+                url: target.url.clone(),
+                key: app.key.clone(),
+                signature: crate::signature::sign_bytes(&app.secret, &body),
+                body,
+            };
+            let client = client.clone();
+            let settings = settings.clone();
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                delivery::send_with_retries(&client, &request, &settings, &stats).await;
+                drop(permit);
+            });
+        }
+    }
+}
