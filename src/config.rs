@@ -529,6 +529,56 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_come_from_the_file_and_from_poxas_variable() {
+        let c = Config::from_toml(
+            r#"
+            [webhook_delivery]
+            grace_ms = 100
+            [[apps]]
+            id = "a"
+            key = "k"
+            secret = "s"
+            [[apps.webhooks]]
+            url = "http://127.0.0.1:9/all"
+            [[apps.webhooks]]
+            url = "http://127.0.0.1:9/members"
+            event_types = ["member_added", "member_removed"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.webhook_delivery.grace_ms, 100);
+        assert_eq!(c.webhook_delivery.batch_ms, 50);
+        let hooks = &c.apps[0].webhooks;
+        assert_eq!(hooks.len(), 2);
+        assert!(hooks[0].wants("client_event"));
+        assert!(hooks[1].wants("member_added"));
+        assert!(!hooks[1].wants("channel_occupied"));
+
+        let vars = [("WEB_HOOK", "http://127.0.0.1:9/poxa")];
+        let (env, _) = Overrides::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.apps[0].webhooks,
+            [WebhookTarget::new("http://127.0.0.1:9/poxa")]
+        );
+
+        let err = Config::from_toml(
+            "[[apps]]\nid='a'\nkey='k'\nsecret='s'\n[[apps.webhooks]]\nurl='http://x'\nevent_types=['channel_ocupied']\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "invalid value for apps[0].webhooks[0].event_types: \"channel_ocupied\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn poxide_names_win_over_poxa_names() {
         let vars = [("POXIDE_APP_KEY", "new"), ("POXA_APP_KEY", "old")];
         let (env, _) = Overrides::from_env(|k| {

@@ -63,6 +63,18 @@ pub fn config_for(transcript: &Transcript) -> Config {
     if let Some(v) = o.cache_ttl_seconds {
         app.cache_ttl_seconds = v;
     }
+    if let Some(v) = o.subscription_count {
+        app.subscription_count = v;
+    }
+    if let Some(v) = o.watchlist_events {
+        app.watchlist_events = v;
+    }
+    if let Some(v) = o.authorized_connections {
+        app.authorized_connections = v;
+    }
+    if let Some(v) = o.authorization_timeout_ms {
+        app.authorization_timeout_ms = v;
+    }
     config
 }
 

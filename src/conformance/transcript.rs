@@ -47,6 +47,10 @@ pub struct AppOverrides {
     pub max_channel_name_length: Option<usize>,
     pub client_event_rate: Option<u32>,
     pub cache_ttl_seconds: Option<u64>,
+    pub subscription_count: Option<bool>,
+    pub watchlist_events: Option<bool>,
+    pub authorized_connections: Option<bool>,
+    pub authorization_timeout_ms: Option<u64>,
 }
 
 /// Which of the two apps a step talks to.

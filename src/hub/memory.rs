@@ -37,7 +37,13 @@ struct AppState {
     users: DashMap<String, HashMap<Arc<str>, Outbox>>,
     /// Connections watching a user id.
     watchers: DashMap<String, HashMap<Arc<str>, Outbox>>,
+    /// Cache publishes since expired, unsubscribed cache channels were last swept.
+    cache_publishes: AtomicUsize,
 }
+
+/// Cache channels nobody subscribes to are only visited again by a sweep, every this many
+/// cache publishes, so their memory stays bounded without a timer.
+const CACHE_SWEEP_EVERY: usize = 1024;
 
 #[derive(Default)]
 struct Channel {
@@ -252,6 +258,12 @@ impl Adapter for MemoryAdapter {
                 });
                 ch.miss_reported = false;
                 ch.deliver(&frame, except);
+                drop(ch);
+                if state.cache_publishes.fetch_add(1, Ordering::Relaxed) % CACHE_SWEEP_EVERY
+                    == CACHE_SWEEP_EVERY - 1
+                {
+                    state.channels.retain(|_, c| !c.is_disposable());
+                }
             }
             None => {
                 if let Some(ch) = state.channels.get(channel) {
@@ -587,6 +599,21 @@ mod tests {
                 .unwrap()
                 .first_cache_miss
         );
+    }
+
+    #[tokio::test]
+    async fn expired_cache_channels_without_subscribers_are_swept() {
+        let hub = MemoryAdapter::new();
+        for i in 0..CACHE_SWEEP_EVERY {
+            let channel = format!("cache-{i}");
+            let entry = CacheEntry {
+                data: "d",
+                ttl_seconds: 0,
+            };
+            hub.publish("a", &channel, Frame::from("ev"), None, Some(entry))
+                .await;
+        }
+        assert_eq!(hub.app("a").channels.len(), 0);
     }
 
     #[tokio::test]
