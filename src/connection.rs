@@ -21,6 +21,9 @@ use crate::{
 /// Bytes a text frame may carry beyond the payload limit, for the envelope around `data`.
 const ENVELOPE_ALLOWANCE: usize = 1024;
 
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
 /// How long a closing connection may take to flush its last frames and see the peer's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -88,12 +91,24 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
             reason = outbox.close_signal().requested() => break Some(reason.clone()),
             _ = shutdown.wait() => break Some(CloseError::ShuttingDown),
             Some(out) = queue.recv() => {
-                // A client that stops reading blocks this send; its queue then fills and the
+                // Whatever else is already queued goes out in the same flush: one write for a
+                // burst instead of one per frame.
+                let write = async {
+                    sink.feed(Message::Text(out.to_string())).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match queue.try_recv() {
+                            Ok(next) => sink.feed(Message::Text(next.to_string())).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await
+                };
+                // A client that stops reading blocks the write; its queue then fills and the
                 // close signal must still win.
                 tokio::select! {
                     biased;
                     reason = outbox.close_signal().requested() => break Some(reason.clone()),
-                    sent = sink.send(Message::Text(out.to_string())) => if sent.is_err() { break None },
+                    written = write => if written.is_err() { break None },
                 }
             }
             incoming = stream.next() => {
@@ -135,7 +150,11 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
         .remove_socket(&app.id, outbox.socket_id())
         .await;
 
-    let Some(reason) = reason else { return };
+    let Some(reason) = reason else {
+        // The peer closed: complete its closing handshake.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+        return;
+    };
     // Bounded: the peer may not be reading at all.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if reason != CloseError::OverCapacity {
