@@ -118,6 +118,10 @@ pub fn routes() -> Route {
             "/apps/:app_id/channels/:channel/users",
             get(http::channel_users),
         )
+        .at(
+            "/apps/:app_id/users/:user_id/terminate_connections",
+            post(http::terminate_user),
+        )
         .at("/", upgrade::not_found)
         .at("/*path", upgrade::not_found)
 }
