@@ -77,13 +77,7 @@ pub fn validate_channel_name(name: &str, max_len: usize) -> Result<(), NameError
     if body.is_empty() {
         return Err(NameError::Empty);
     }
-    let len = name.chars().count();
-    if len > max_len {
-        return Err(NameError::TooLong {
-            len,
-            limit: max_len,
-        });
-    }
+    check_length(name, max_len)?;
     if !body.chars().all(allowed_char) {
         return Err(NameError::BadCharacter);
     }
@@ -96,6 +90,11 @@ pub fn validate_event_name(name: &str, max_len: usize) -> Result<(), NameError> 
     if name.is_empty() {
         return Err(NameError::Empty);
     }
+    check_length(name, max_len)
+}
+
+/// Limits count characters, as hosted Pusher documents them.
+fn check_length(name: &str, max_len: usize) -> Result<(), NameError> {
     let len = name.chars().count();
     if len > max_len {
         return Err(NameError::TooLong {

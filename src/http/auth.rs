@@ -6,9 +6,45 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use poem::Request;
+use poem::{FromRequest, Request, RequestBody};
 
 use crate::{config::AppConfig, error::ApiError, server::ServerState, signature};
+
+/// Requests larger than this are refused before they are read whole.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A REST request whose signature checked out: extracting one authenticates the request, so
+/// a handler that takes it cannot forget to.
+pub struct Signed {
+    pub app: Arc<AppConfig>,
+    pub params: Params,
+    pub body: Vec<u8>,
+}
+
+impl<'a> FromRequest<'a> for Signed {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<Arc<ServerState>>()
+            .expect("routes carry the server state");
+        let app_id = req.raw_path_param("app_id").unwrap_or_default();
+        let app_id = percent_encoding::percent_decode_str(app_id).decode_utf8_lossy();
+        let body = read_body(body.take()?).await?;
+        let params = query_params(req);
+        let app = authenticate(state, &app_id, req, &params, &body)?;
+        Ok(Signed { app, params, body })
+    }
+}
+
+async fn read_body(body: poem::Body) -> Result<Vec<u8>, ApiError> {
+    let bytes = body
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::BodyTooLarge(MAX_BODY_BYTES),
+            other => ApiError::InvalidBody(other.to_string()),
+        })?;
+    Ok(bytes.to_vec())
+}
 
 /// How far `auth_timestamp` may be from the server's clock.
 const TIMESTAMP_WINDOW_SECS: i64 = 600;

@@ -8,10 +8,10 @@ pub mod events;
 
 use std::sync::Arc;
 
+use auth::Signed;
 use poem::{
     handler,
     web::{Data, Json, Path},
-    Body, Request,
 };
 use serde_json::Value;
 
@@ -20,93 +20,57 @@ use crate::{error::ApiError, server::ServerState};
 type ApiResult = Result<Json<Value>, ApiError>;
 
 #[handler]
-pub async fn trigger(
-    req: &Request,
-    Path(app_id): Path<String>,
-    body: Body,
-    Data(state): Data<&Arc<ServerState>>,
-) -> ApiResult {
-    let body = read_body(body).await?;
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &body)?;
-    events::trigger(state, &app, &body).await.map(Json)
+pub async fn trigger(signed: Signed, Data(state): Data<&Arc<ServerState>>) -> ApiResult {
+    events::trigger(state, &signed.app, &signed.body)
+        .await
+        .map(Json)
 }
 
 #[handler]
-pub async fn batch_trigger(
-    req: &Request,
-    Path(app_id): Path<String>,
-    body: Body,
-    Data(state): Data<&Arc<ServerState>>,
-) -> ApiResult {
-    let body = read_body(body).await?;
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &body)?;
-    events::batch(state, &app, &body).await.map(Json)
+pub async fn batch_trigger(signed: Signed, Data(state): Data<&Arc<ServerState>>) -> ApiResult {
+    events::batch(state, &signed.app, &signed.body)
+        .await
+        .map(Json)
 }
 
 #[handler]
-pub async fn list_channels(
-    req: &Request,
-    Path(app_id): Path<String>,
-    Data(state): Data<&Arc<ServerState>>,
-) -> ApiResult {
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &[])?;
-    channels::list(state, &app, &params).await.map(Json)
+pub async fn list_channels(signed: Signed, Data(state): Data<&Arc<ServerState>>) -> ApiResult {
+    channels::list(state, &signed.app, &signed.params)
+        .await
+        .map(Json)
 }
 
 #[handler]
 pub async fn channel_info(
-    req: &Request,
-    Path((app_id, channel)): Path<(String, String)>,
+    signed: Signed,
+    Path((_, channel)): Path<(String, String)>,
     Data(state): Data<&Arc<ServerState>>,
 ) -> ApiResult {
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &[])?;
-    channels::info(state, &app, &channel, &params)
+    channels::info(state, &signed.app, &channel, &signed.params)
         .await
         .map(Json)
 }
 
 #[handler]
 pub async fn channel_users(
-    req: &Request,
-    Path((app_id, channel)): Path<(String, String)>,
+    signed: Signed,
+    Path((_, channel)): Path<(String, String)>,
     Data(state): Data<&Arc<ServerState>>,
 ) -> ApiResult {
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &[])?;
-    channels::users(state, &app, &channel).await.map(Json)
+    channels::users(state, &signed.app, &channel)
+        .await
+        .map(Json)
 }
 
 #[handler]
 pub async fn terminate_user(
-    req: &Request,
-    Path((app_id, user_id)): Path<(String, String)>,
-    body: Body,
+    signed: Signed,
+    Path((_, user_id)): Path<(String, String)>,
     Data(state): Data<&Arc<ServerState>>,
 ) -> ApiResult {
-    let body = read_body(body).await?;
-    let params = auth::query_params(req);
-    let app = auth::authenticate(state, &app_id, req, &params, &body)?;
-    let closed = state.adapter.terminate_user(&app.id, &user_id).await;
-    tracing::info!(app = %app.id, user = %user_id, closed, "terminated user connections");
+    let closed = state.adapter.terminate_user(&signed.app.id, &user_id).await;
+    tracing::info!(app = %signed.app.id, user = %user_id, closed, "terminated user connections");
     Ok(Json(serde_json::json!({})))
-}
-
-/// Requests larger than this are refused before they are read whole.
-const MAX_BODY_BYTES: usize = 1 << 20;
-
-async fn read_body(body: Body) -> Result<Vec<u8>, ApiError> {
-    let bytes = body
-        .into_bytes_limit(MAX_BODY_BYTES)
-        .await
-        .map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => ApiError::BodyTooLarge(MAX_BODY_BYTES),
-            other => ApiError::InvalidBody(other.to_string()),
-        })?;
-    Ok(bytes.to_vec())
 }
 
 /// Parses `info=a,b` into attribute names, refusing any not in `allowed`.

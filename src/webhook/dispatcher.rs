@@ -107,6 +107,38 @@ pub async fn run(
     }
 }
 
+/// How an event pairs with its opposite inside the grace period.
+enum Pairing {
+    /// Held for the grace period under this key.
+    Removal(HeldKey),
+    /// Cancels a removal held under this key (and is then not sent either).
+    Addition(HeldKey),
+    Unpaired,
+}
+
+fn pairing(app_id: &str, event: &WebhookEvent) -> Pairing {
+    let vacated = |channel: &String| HeldKey::Vacated {
+        app: app_id.to_string(),
+        channel: channel.clone(),
+    };
+    let removed = |channel: &String, user_id: &String| HeldKey::Removed {
+        app: app_id.to_string(),
+        channel: channel.clone(),
+        user_id: user_id.clone(),
+    };
+    match event {
+        WebhookEvent::ChannelVacated { channel } => Pairing::Removal(vacated(channel)),
+        WebhookEvent::ChannelOccupied { channel } => Pairing::Addition(vacated(channel)),
+        WebhookEvent::MemberRemoved { channel, user_id } => {
+            Pairing::Removal(removed(channel, user_id))
+        }
+        WebhookEvent::MemberAdded { channel, user_id } => {
+            Pairing::Addition(removed(channel, user_id))
+        }
+        _ => Pairing::Unpaired,
+    }
+}
+
 fn accept(
     held: &mut HashMap<HeldKey, Held>,
     ready: &mut Vec<(Arc<AppConfig>, WebhookEvent)>,
@@ -114,57 +146,13 @@ fn accept(
     event: WebhookEvent,
     grace: Duration,
 ) {
-    let app_id = app.id.clone();
-    match &event {
-        WebhookEvent::ChannelVacated { channel } => {
-            let key = HeldKey::Vacated {
-                app: app_id,
-                channel: channel.clone(),
-            };
-            held.insert(
-                key,
-                Held {
-                    due: Instant::now() + grace,
-                    app,
-                    event,
-                },
-            );
+    match pairing(&app.id, &event) {
+        Pairing::Removal(key) => {
+            let due = Instant::now() + grace;
+            held.insert(key, Held { due, app, event });
         }
-        WebhookEvent::MemberRemoved { channel, user_id } => {
-            let key = HeldKey::Removed {
-                app: app_id,
-                channel: channel.clone(),
-                user_id: user_id.clone(),
-            };
-            held.insert(
-                key,
-                Held {
-                    due: Instant::now() + grace,
-                    app,
-                    event,
-                },
-            );
-        }
-        WebhookEvent::ChannelOccupied { channel } => {
-            let key = HeldKey::Vacated {
-                app: app_id,
-                channel: channel.clone(),
-            };
-            if held.remove(&key).is_none() {
-                ready.push((app, event));
-            }
-        }
-        WebhookEvent::MemberAdded { channel, user_id } => {
-            let key = HeldKey::Removed {
-                app: app_id,
-                channel: channel.clone(),
-                user_id: user_id.clone(),
-            };
-            if held.remove(&key).is_none() {
-                ready.push((app, event));
-            }
-        }
-        _ => ready.push((app, event)),
+        Pairing::Addition(key) if held.remove(&key).is_some() => {}
+        Pairing::Addition(_) | Pairing::Unpaired => ready.push((app, event)),
     }
 }
 
