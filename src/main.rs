@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let (env, _) = Overrides::from_env(|name| std::env::var(name).ok());
+    let (env, env_used) = Overrides::from_env(|name| std::env::var(name).ok());
     let config = match Config::load(args.config.as_deref(), &env, &args.overrides()) {
         Ok(config) => config,
         Err(e) => {
@@ -108,6 +108,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if !env_used.is_empty() {
+        // Environment beats the config file; say so, or a stray PORT is a mystery.
+        tracing::info!("settings from the environment: {}", env_used.join(", "));
+    }
     tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -4,8 +4,15 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use poem::{get, listener::TcpAcceptor, post, EndpointExt, Route, Server as PoemServer};
-use tokio::{sync::watch, task::JoinHandle};
+use poem::{
+    get,
+    http::uri::Scheme,
+    listener::{Acceptor, TcpAcceptor},
+    post,
+    web::{LocalAddr, RemoteAddr},
+    EndpointExt, Route, Server as PoemServer,
+};
+use tokio::{net::TcpStream, sync::watch, task::JoinHandle};
 
 use crate::{
     apps::Apps,
@@ -74,7 +81,7 @@ impl Server {
             tokio::net::TcpListener::bind(SocketAddr::new(self.config.host, self.config.port))
                 .await?;
         let addr = listener.local_addr()?;
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
         let (trigger, shutdown) = shutdown::channel();
         let (live_connections, live) = watch::channel(0);
         let state = Arc::new(ServerState {
@@ -104,6 +111,25 @@ impl Server {
             live,
             task,
         })
+    }
+}
+
+/// Accepts with Nagle's algorithm off. Pusher traffic is many small frames (a subscription
+/// reply, then a cached event right behind it); with Nagle on, the second waits for the client's
+/// delayed ACK, about 40 ms.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+        let accepted = self.0.accept().await?;
+        accepted.0.set_nodelay(true)?;
+        Ok(accepted)
     }
 }
 

@@ -1,0 +1,230 @@
+// Client events: pusher-js channel.trigger('client-…') and Echo whisper/listenForWhisper.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  kit, recordChannel, recordErrors, sharedServer, startAuthServer, serverSdk, subscribed, uid,
+  waitEvent, waitState, Recorder,
+} from '../lib/helpers.mjs';
+
+const ALICE = { id: 'alice', info: { name: 'Alice' } };
+const BOB = { id: 'bob', info: { name: 'Bob' } };
+
+describe('client events', () => {
+  let server, auth, sdk;
+  before(async () => {
+    server = await sharedServer();
+    auth = await startAuthServer(server.port);
+    sdk = serverSdk(server.port);
+  });
+  after(async () => {
+    await auth.close();
+    await server.stop();
+  });
+
+  it('private channel: the other subscriber receives the exact data, the sender gets no echo', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const b = await k.connected();
+    const name = uid('private-chat-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const ra = recordChannel(ca);
+    const rb = recordChannel(cb);
+    assert.equal(ca.trigger('client-typing', { typing: true, who: 'a' }), true);
+    await rb.count(1);
+    assert.deepEqual(rb.items.map((e) => [e.event, e.data]), [['client-typing', { typing: true, who: 'a' }]]);
+    // A later server event reaches the sender with nothing before it: no echo of its own client event.
+    await sdk.trigger(name, 'marker', 1);
+    await ra.count(1);
+    assert.deepEqual(ra.items.map((e) => e.event), ['marker']);
+  });
+
+  it('string and nested data are relayed as sent', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const b = await k.connected();
+    const name = uid('private-chat-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const rb = recordChannel(cb);
+    ca.trigger('client-text', 'just a string');
+    ca.trigger('client-nested', { a: [1, { b: null }], c: 'ü' });
+    await rb.count(2);
+    assert.deepEqual(rb.items.map((e) => [e.event, e.data]), [
+      ['client-text', 'just a string'],
+      ['client-nested', { a: [1, { b: null }], c: 'ü' }],
+    ]);
+  });
+
+  it('presence channel: receivers get the sender user_id in the metadata', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected({ user: ALICE });
+    const b = await k.connected({ user: BOB });
+    const name = uid('presence-chat-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const got = new Promise((resolve) => cb.bind('client-moved', (data, meta) => resolve({ data, meta })));
+    ca.trigger('client-moved', { x: 3, y: 4 });
+    const { data, meta } = await got;
+    assert.deepEqual(data, { x: 3, y: 4 });
+    assert.deepEqual(meta, { user_id: 'alice' });
+  });
+
+  it('rejected on a public channel with pusher:error, and not delivered', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const b = await k.connected();
+    const name = uid('public-chat-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const rb = recordChannel(cb);
+    const errors = recordErrors(a);
+    ca.trigger('client-hello', { hi: 1 });
+    const err = await errors.find((e) => e.type === 'PusherError');
+    assert.deepEqual(err.data, {
+      message: `Cannot broadcast client event (client events are only allowed on private and presence channels, not ${name})`,
+      code: null,
+    });
+    assert.equal(a.connection.state, 'connected');
+    await sdk.trigger(name, 'marker', 1);
+    await rb.count(1);
+    assert.deepEqual(rb.items.map((e) => e.event), ['marker']);
+  });
+
+  it('rejected before the subscription exists: not subscribed to channel', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const name = uid('private-early-');
+    const errors = recordErrors(a);
+    // The subscribe goes out only after the auth round trip, so this client event comes first.
+    const ch = a.subscribe(name);
+    ch.trigger('client-too-early', {});
+    const err = await errors.find((e) => e.type === 'PusherError');
+    assert.deepEqual(err.data, {
+      message: `Cannot broadcast client event (connection not subscribed to channel ${name})`,
+      code: null,
+    });
+    await waitEvent(ch, 'pusher:subscription_succeeded');
+  });
+
+  it('the 11th client event within a second is refused with code 4301', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const b = await k.connected();
+    const name = uid('private-burst-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const rb = recordChannel(cb);
+    const errors = recordErrors(a);
+    for (let i = 0; i < 11; i++) ca.trigger('client-burst', { i });
+    const err = await errors.find((e) => e.type === 'PusherError');
+    assert.deepEqual(err.data, { message: 'Client event rejected due to rate limit', code: 4301 });
+    await sdk.trigger(name, 'marker', 1);
+    await rb.find((e) => e.event === 'marker');
+    assert.deepEqual(rb.items.filter((e) => e.event === 'client-burst').map((e) => e.data.i),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(a.connection.state, 'connected');
+  });
+
+  it('Echo whisper / listenForWhisper on a private channel', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const alice = k.echo({ auth });
+    const bob = k.echo({ auth });
+    const name = uid('doc-');
+    await new Promise((r) => alice.private(name).subscribed(r));
+    const whispers = new Recorder();
+    await new Promise((r) => bob.private(name).subscribed(r).listenForWhisper('typing', (e) => whispers.push(e)));
+    const ownWhispers = [];
+    alice.private(name).listenForWhisper('typing', (e) => ownWhispers.push(e));
+    alice.private(name).whisper('typing', { name: 'Alice', typing: true });
+    assert.deepEqual(await whispers.next(), { name: 'Alice', typing: true });
+    // No echo to the whisperer: a later server event arrives with no whisper before it.
+    const marker = waitEvent(alice.connector.pusher.channel(`private-${name}`), 'marker');
+    await sdk.trigger(`private-${name}`, 'marker', 1);
+    await marker;
+    assert.deepEqual(ownWhispers, []);
+  });
+
+  it('Echo whisper on a presence channel carries the user id', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const alice = k.echo({ auth, user: ALICE });
+    const bob = k.echo({ auth, user: BOB });
+    const name = uid('editing-');
+    await new Promise((r) => alice.join(name).here(r));
+    const whisper = new Promise((resolve) => {
+      bob.join(name).here(() => {
+        alice.join(name).whisper('cursor', { line: 12 });
+      });
+      bob.connector.pusher.channel(`presence-${name}`).bind('client-cursor', (data, meta) => resolve({ data, meta }));
+    });
+    const got = await whisper;
+    assert.deepEqual(got, { data: { line: 12 }, meta: { user_id: 'alice' } });
+  });
+
+  it('Echo whisper on a public channel surfaces poxide\'s refusal on the connection', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const echo = k.echo({ auth });
+    const pusher = echo.connector.pusher;
+    await waitState(pusher, 'connected');
+    const errors = recordErrors(pusher);
+    const name = uid('public-');
+    await new Promise((r) => echo.channel(name).subscribed(r));
+    // Echo's public channel has no whisper(); apps that try go through pusher-js directly.
+    assert.equal(typeof echo.channel(name).whisper, 'undefined');
+    pusher.channel(name).trigger('client-typing', {});
+    const err = await errors.find((e) => e.type === 'PusherError');
+    assert.equal(err.data.message,
+      `Cannot broadcast client event (client events are only allowed on private and presence channels, not ${name})`);
+  });
+
+  it('encrypted channels: pusher-js refuses client events, and so does poxide', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const name = uid('private-encrypted-ce-');
+    const [ch] = await subscribed(a, name);
+    assert.throws(() => ch.trigger('client-x', {}), /Client events are not currently supported for encrypted channels/);
+    // A client that sends one anyway (raw socket, signed by the app's SDK) is refused by the server.
+    const raw = await k.raw();
+    const token = sdk.authorizeChannel(raw.socketId, name);
+    raw.send({ event: 'pusher:subscribe', data: { channel: name, auth: token.auth } });
+    assert.deepEqual(await raw.frames.next(),
+      { event: 'pusher_internal:subscription_succeeded', channel: name, data: '{}' });
+    raw.send({ event: 'client-x', channel: name, data: { nonce: 'n', ciphertext: 'c' } });
+    assert.deepEqual(await raw.frames.next(), {
+      event: 'pusher:error',
+      data: { message: `Cannot broadcast client event (client events are not supported on encrypted channel ${name})`, code: null },
+    });
+  });
+
+  it('a numeric presence user_id arrives as the string user_id of the client event', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected({ user: { id: 7 } });
+    const b = await k.connected({ user: BOB });
+    const name = uid('presence-num-ce-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const got = new Promise((resolve) => cb.bind('client-n', (data, meta) => resolve({ data, meta })));
+    ca.trigger('client-n', { v: 1 });
+    assert.deepEqual(await got, { data: { v: 1 }, meta: { user_id: '7' } });
+  });
+
+  it('client event data over 10240 bytes is refused and not relayed', async (t) => {
+    const k = kit(t, { ...server, auth });
+    const a = await k.connected();
+    const b = await k.connected();
+    const name = uid('private-big-ce-');
+    const [ca] = await subscribed(a, name);
+    const [cb] = await subscribed(b, name);
+    const rb = recordChannel(cb);
+    const errors = recordErrors(a);
+    ca.trigger('client-big', 'y'.repeat(10239)); // 10241 bytes of JSON text with the quotes
+    const err = await errors.find((e) => e.type === 'PusherError');
+    assert.deepEqual(err.data, {
+      message: 'Client event rejected: data exceeds the allowed maximum (10240 bytes)',
+      code: null,
+    });
+    ca.trigger('client-fits', 'y'.repeat(10238)); // exactly 10240
+    await rb.count(1);
+    assert.deepEqual(rb.items.map((e) => [e.event, e.data.length]), [['client-fits', 10238]]);
+  });
+});

@@ -1,0 +1,105 @@
+// Liveness with a short activity timeout (own poxide: activity_timeout = 1 s, pong_timeout_ms = 1000):
+// pusher-js answers the server's pings and stays connected; a silent raw socket is closed with 4201.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  PoxideProcess, kit, recordMessages, recordStates, recordChannel, serverSdk, subscribed, uid, sleep,
+} from '../lib/helpers.mjs';
+
+describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
+  let server, sdk;
+  before(async () => {
+    server = await new PoxideProcess({ activityTimeout: 1, pongTimeoutMs: 1000 }).start();
+    sdk = serverSdk(server.port);
+  });
+  after(() => server.stop());
+
+  it('advertises activity_timeout 1 in connection_established', async (t) => {
+    const raw = await kit(t, server).raw();
+    assert.equal(raw.established.event, 'pusher:connection_established');
+    const data = JSON.parse(raw.established.data);
+    assert.equal(data.activity_timeout, 1);
+    assert.deepEqual(Object.keys(data), ['socket_id', 'activity_timeout']);
+  });
+
+  it('pusher-js adopts the 1 s activity timeout', async (t) => {
+    const p = await kit(t, server).connected();
+    assert.equal(p.connection.activityTimeout, 1000);
+  });
+
+  it('pusher-js stays connected across several idle periods and keeps receiving events', async (t) => {
+    const p = await kit(t, server).connected();
+    const id = p.connection.socket_id;
+    const name = uid('alive-');
+    const [ch] = await subscribed(p, name);
+    const states = recordStates(p);
+    const msgs = recordMessages(p);
+    const rec = recordChannel(ch);
+    // 4 s is two full activity + pong windows: a connection that did not keep the server
+    // satisfied would have been closed (4201) twice over by now.
+    await sleep(4000);
+    // Both sides ping after 1 s of silence, so the traffic mixes server pings (pusher-js answers
+    // them with pusher:pong) and replies to pusher-js's own pings. At least one server ping must
+    // have reached pusher-js; surviving it means pusher-js answered within the 1 s pong timeout.
+    const pings = msgs.items.filter((m) => m.event === 'pusher:ping');
+    const pongs = msgs.items.filter((m) => m.event === 'pusher:pong');
+    assert.ok(pings.length >= 1, `expected a server ping, got ${JSON.stringify(msgs.items)}`);
+    assert.ok(pings.length + pongs.length >= 3, `expected keep-alive traffic, got ${JSON.stringify(msgs.items)}`);
+    for (const m of [...pings, ...pongs]) assert.deepEqual(m.data, {});
+    assert.deepEqual(states.items, []);
+    assert.equal(p.connection.state, 'connected');
+    assert.equal(p.connection.socket_id, id);
+    await sdk.trigger(name, 'still-here', { ok: true });
+    await rec.count(1);
+    assert.deepEqual(rec.items.map((e) => [e.event, e.data]), [['still-here', { ok: true }]]);
+  });
+
+  it('poxide sends pusher:ping after 1 s of client silence', async (t) => {
+    const raw = await kit(t, server).raw();
+    const start = Date.now();
+    const ping = await raw.frames.next(3000);
+    assert.deepEqual(ping, { event: 'pusher:ping', data: {} });
+    assert.ok(Date.now() - start >= 800, `ping after ${Date.now() - start} ms`);
+  });
+
+  it('a raw socket that answers pings stays open', async (t) => {
+    const raw = await kit(t, server).raw();
+    let pings = 0;
+    raw.ws.on('message', (buf) => {
+      if (JSON.parse(buf.toString()).event === 'pusher:ping') {
+        pings += 1;
+        raw.send({ event: 'pusher:pong', data: {} });
+      }
+    });
+    await sleep(3500);
+    assert.ok(pings >= 2, `pings: ${pings}`);
+    assert.equal(raw.ws.readyState, raw.ws.OPEN);
+  });
+
+  it('a raw socket that never answers gets pusher:error 4201 and close 4201', async (t) => {
+    const raw = await kit(t, server).raw();
+    const start = Date.now();
+    assert.deepEqual(await raw.frames.next(3000), { event: 'pusher:ping', data: {} });
+    assert.deepEqual(await raw.frames.next(3000), {
+      event: 'pusher:error',
+      data: { message: 'Pong reply not received', code: 4201 },
+    });
+    const closed = await raw.closed;
+    assert.equal(closed.code, 4201);
+    const elapsed = Date.now() - start;
+    assert.ok(elapsed >= 1800 && elapsed < 4000, `closed after ${elapsed} ms`);
+  });
+
+  it('client pusher:ping frames count as activity', async (t) => {
+    const raw = await kit(t, server).raw();
+    const timer = setInterval(() => raw.send({ event: 'pusher:ping', data: {} }), 400);
+    t.after(() => clearInterval(timer));
+    await sleep(3000);
+    clearInterval(timer);
+    const events = raw.frames.items.slice(1).map((f) => f.event);
+    // Never silent for 1 s, so the server never needs to ping: only pongs come back.
+    assert.ok(events.length >= 6, JSON.stringify(events));
+    assert.deepEqual(new Set(events), new Set(['pusher:pong']));
+    assert.equal(raw.ws.readyState, raw.ws.OPEN);
+  });
+});
