@@ -10,7 +10,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --locked
+cargo test --locked
 if [ -f ci/client-tests.sh ]; then
   echo "== client libraries"
   bash ci/client-tests.sh
