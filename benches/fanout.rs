@@ -1,6 +1,7 @@
 //! Fan-out benchmark: N WebSocket subscribers on one channel, events published through the
-//! signed REST API, every delivery timed from publish to receipt. Client and server share this
-//! machine's cores, so the figures are a floor.
+//! signed REST API, every delivery timed from publish to receipt. The server is the release
+//! binary in its own process, so its CPU time is measured apart from the clients'. Clients and
+//! server share this machine's cores, so the rates are a floor.
 //!
 //! `cargo bench --bench fanout` (env: SUBSCRIBERS, EVENTS, PAYLOAD_BYTES)
 
@@ -10,7 +11,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use poxide::{signature, Config, Server};
+use poxide::signature;
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,14 +35,8 @@ async fn main() {
     let events = env_or("EVENTS", 200);
     let payload = env_or("PAYLOAD_BYTES", 100);
 
-    let config = Config {
-        host: [127, 0, 0, 1].into(),
-        port: 0,
-        outbox_capacity: events + 16,
-        ..Config::default()
-    };
-    let server = Server::new(config).start().await.unwrap();
-    let url = format!("{}/app/app_key?protocol=7", server.ws_url());
+    let server = ServerProcess::start(events + 16);
+    let url = format!("ws://{}/app/app_key?protocol=7", server.addr);
 
     let ready = Arc::new(Barrier::new(subscribers + 1));
     let mut clients = Vec::with_capacity(subscribers);
@@ -75,7 +70,8 @@ async fn main() {
     ready.wait().await;
 
     let http = reqwest::Client::new();
-    let endpoint = format!("{}/apps/app_id/events", server.http_url());
+    let endpoint = format!("http://{}/apps/app_id/events", server.addr);
+    let cpu_before = server.cpu_seconds();
     let filler = "x".repeat(payload);
     let start = Instant::now();
     for _ in 0..events {
@@ -119,6 +115,7 @@ async fn main() {
         );
     }
     let elapsed = start.elapsed();
+    let server_cpu = server.cpu_seconds() - cpu_before;
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     println!("fanout: {subscribers} subscribers x {events} events of {payload} bytes");
@@ -141,10 +138,71 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    println!(
+        "  server CPU      {:.2} s in all, {:.1} µs per delivered message",
+        server_cpu,
+        server_cpu * 1e6 / all.len() as f64
+    );
     assert_eq!(
         all.len(),
         subscribers * events,
         "every subscriber got every event"
     );
-    server.shutdown().await.unwrap();
+}
+
+/// The release binary on a free loopback port, stopped on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    fn start(outbox_capacity: usize) -> Self {
+        use std::io::{BufRead, BufReader};
+        let dir = std::env::temp_dir().join(format!("poxide-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!("host = \"127.0.0.1\"\nport = 0\noutbox_capacity = {outbox_capacity}\n"),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poxide"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "poxide=info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server log").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess { child, addr }
+    }
+
+    /// User plus system CPU seconds of the server process so far (Linux, 100 ticks a second).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
