@@ -1,7 +1,12 @@
 //! Subscription counts (protocol §3.13): `pusher_internal:subscription_count` to a channel's
-//! subscribers and the `subscription_count` webhook, on every subscribe and unsubscribe for apps
-//! that enable it. Channels over 100 subscribers get at most one update per 5 s, and the last
-//! change is never lost: a deferred update sends the count as it is then.
+//! subscribers and the `subscription_count` webhook, after subscribes and unsubscribes, for apps
+//! that enable it.
+//!
+//! Concurrent joins finish in any order, so a count captured at join time can be overtaken by a
+//! later one. Instead each channel has one lock under which the current count is read and
+//! published: updates go out in the order they are read, and the last one always carries the
+//! count after the last change. Channels over 100 subscribers get at most one update per 5 s;
+//! the deferred update reads the count when it is sent.
 
 use std::{
     sync::Arc,
@@ -9,6 +14,7 @@ use std::{
 };
 
 use dashmap::DashMap;
+use tokio::sync::Mutex;
 
 use crate::{
     channel::{Access, ChannelKind},
@@ -21,13 +27,16 @@ use crate::{
 const LARGE_CHANNEL: usize = 100;
 const LARGE_CHANNEL_INTERVAL: Duration = Duration::from_secs(5);
 
+type Key = (String, String);
+
 #[derive(Default)]
 pub struct SubscriptionCounts {
-    throttles: DashMap<(String, String), Throttle>,
+    channels: DashMap<Key, Arc<Mutex<Throttle>>>,
 }
 
+#[derive(Default)]
 struct Throttle {
-    last_sent: Instant,
+    last_sent: Option<Instant>,
     deferred: bool,
 }
 
@@ -39,61 +48,64 @@ fn counted(app: &AppConfig, channel: &str) -> bool {
         )
 }
 
-/// Called after each subscribe or unsubscribe with the channel's new count.
-pub async fn changed(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &str, count: usize) {
+/// Called after each subscribe or unsubscribe.
+pub async fn changed(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &str) {
     if !counted(app, channel) {
         return;
     }
-    let key = (app.id.clone(), channel.to_string());
-    let now = Instant::now();
-    let wait = {
-        let mut throttle = state
-            .subscription_counts
-            .throttles
-            .entry(key.clone())
-            .or_insert(Throttle {
-                last_sent: now - LARGE_CHANNEL_INTERVAL,
-                deferred: false,
+    let key: Key = (app.id.clone(), channel.to_string());
+    let lock = state
+        .subscription_counts
+        .channels
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let mut throttle = lock.lock().await;
+    if throttle.deferred {
+        return;
+    }
+    let count = current(state, app, channel).await;
+    // Sent even when unchanged (one left as another joined): the joiner has not had it yet.
+    if let Some(at) = throttle.last_sent {
+        let since = at.elapsed();
+        if count > LARGE_CHANNEL && since < LARGE_CHANNEL_INTERVAL {
+            throttle.deferred = true;
+            let (state, app, channel) = (state.clone(), app.clone(), channel.to_string());
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LARGE_CHANNEL_INTERVAL - since).await;
+                let mut throttle = lock.lock().await;
+                throttle.deferred = false;
+                let count = current(&state, &app, &channel).await;
+                send(&state, &app, &channel, count, &mut throttle).await;
             });
-        if throttle.deferred {
             return;
         }
-        let since = now.duration_since(throttle.last_sent);
-        if count <= LARGE_CHANNEL || since >= LARGE_CHANNEL_INTERVAL {
-            throttle.last_sent = now;
-            None
-        } else {
-            throttle.deferred = true;
-            Some(LARGE_CHANNEL_INTERVAL - since)
-        }
-    };
-    match wait {
-        None => {
-            send(state, app, channel, count).await;
-            if count == 0 {
-                state.subscription_counts.throttles.remove(&key);
-            }
-        }
-        Some(wait) => {
-            let (state, app, channel) = (state.clone(), app.clone(), channel.to_string());
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                if let Some(mut throttle) = state.subscription_counts.throttles.get_mut(&key) {
-                    throttle.last_sent = Instant::now();
-                    throttle.deferred = false;
-                }
-                let count = state
-                    .adapter
-                    .channel_stats(&app.id, &channel)
-                    .await
-                    .subscription_count;
-                send(&state, &app, &channel, count).await;
-            });
-        }
+    }
+    send(state, app, channel, count, &mut throttle).await;
+    if count == 0 {
+        drop(throttle);
+        // Nothing left to order; a later subscriber starts afresh.
+        state.subscription_counts.channels.remove(&key);
     }
 }
 
-async fn send(state: &ServerState, app: &Arc<AppConfig>, channel: &str, count: usize) {
+async fn current(state: &ServerState, app: &AppConfig, channel: &str) -> usize {
+    state
+        .adapter
+        .channel_stats(&app.id, channel)
+        .await
+        .subscription_count
+}
+
+async fn send(
+    state: &ServerState,
+    app: &Arc<AppConfig>,
+    channel: &str,
+    count: usize,
+    throttle: &mut Throttle,
+) {
+    throttle.last_sent = Some(Instant::now());
     state
         .adapter
         .publish(

@@ -356,3 +356,35 @@ async fn a_stalled_receiver_fills_the_bounded_queue_and_the_excess_is_dropped_an
     assert!(dropped >= 90, "dropped {dropped} of 100");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn held_events_that_fall_due_together_keep_their_emission_order() {
+    let receiver = receiver().await;
+    let (server, _) = start(config_with_hooks(
+        &receiver,
+        Some(vec!["member_removed", "channel_vacated"]),
+    ))
+    .await;
+    let mut sockets = Vec::new();
+    for i in 0..5 {
+        let (mut ws, id) = connect(&server.ws_url()).await;
+        subscribe_presence(&mut ws, &id, &format!("presence-order-{i}"), &i.to_string()).await;
+        sockets.push(ws);
+    }
+    // One close after another: each emits member_removed, then channel_vacated.
+    for ws in sockets {
+        disconnect(ws).await;
+    }
+    settle().await;
+    let expected: Vec<Value> = (0..5)
+        .flat_map(|i| {
+            let channel = format!("presence-order-{i}");
+            [
+                json!({"name": "member_removed", "channel": channel, "user_id": i.to_string()}),
+                json!({"name": "channel_vacated", "channel": channel}),
+            ]
+        })
+        .collect();
+    assert_eq!(events(&receiver, 10).await, expected);
+    server.shutdown().await.unwrap();
+}

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { before, after } from 'node:test';
 
 import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
@@ -81,19 +82,26 @@ export async function waitForPort(port, timeout = 10000) {
   }
 }
 
-function appToml(app) {
-  const lines = ['[[apps]]'];
-  for (const [k, v] of Object.entries(app)) {
-    lines.push(`${k} = ${typeof v === 'string' ? JSON.stringify(v) : v}`);
-  }
-  return lines.join('\n');
+function tomlValue(v) {
+  // JSON strings, numbers, booleans and arrays of those are valid TOML as they are.
+  return typeof v === 'string' || Array.isArray(v) ? JSON.stringify(v) : String(v);
+}
+
+function tomlTable(header, entries) {
+  return [header, ...Object.entries(entries).map(([k, v]) => `${k} = ${tomlValue(v)}`)].join('\n');
+}
+
+/** One `[[apps]]` table; `webhooks: [{url, event_types?}, …]` becomes its `[[apps.webhooks]]`. */
+function appToml({ webhooks = [], ...app }) {
+  return [tomlTable('[[apps]]', app), ...webhooks.map((w) => tomlTable('[[apps.webhooks]]', w))].join('\n');
 }
 
 /**
  * Writes a TOML config: the default app plus the second app (both with client events on),
- * with optional per-app overrides and server-level settings.
+ * with optional per-app overrides (`webhooks` included), server-level settings and extra
+ * top-level tables (`sections: {webhook_delivery: {grace_ms: 300}}`).
  */
-export function writeConfig({ port, activityTimeout, pongTimeoutMs, app = {}, app2 = {} }) {
+export function writeConfig({ port, activityTimeout, pongTimeoutMs, app = {}, app2 = {}, sections = {} }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'poxide-js-'));
   const file = path.join(dir, 'poxide.toml');
   const top = [`host = "${HOST}"`, `port = ${port}`];
@@ -103,6 +111,7 @@ export function writeConfig({ port, activityTimeout, pongTimeoutMs, app = {}, ap
     top.join('\n'),
     appToml({ ...APP, client_events: true, ...app }),
     appToml({ ...APP2, client_events: true, ...app2 }),
+    ...Object.entries(sections).map(([name, entries]) => tomlTable(`[${name}]`, entries)),
     '',
   ].join('\n\n');
   fs.writeFileSync(file, text);
@@ -226,6 +235,47 @@ export function serverSdk(port, app = APP, extra = {}) {
   });
 }
 
+/**
+ * The fixtures of a describe block, set up by the before/after hooks this registers: `env.server`
+ * (the shared server, or with `own` a PoxideProcess of its own; `own` may be a function returning
+ * the options, called when the hook runs), `env.port`, `env.auth` (the app's endpoints, see
+ * startAuthServer), `env.sdk` (the default app's server SDK) and `env.kit(t, opts)`, a per-test kit
+ * with that server and auth.
+ */
+export function useServer({ own } = {}) {
+  const env = {
+    kit: (t, opts = {}) => kit(t, { port: env.port, auth: env.auth, ...opts }),
+  };
+  before(async () => {
+    env.server = own
+      ? await new PoxideProcess(typeof own === 'function' ? own() : own).start()
+      : await sharedServer();
+    env.port = env.server.port;
+    env.auth = await startAuthServer(env.port);
+    env.sdk = serverSdk(env.port);
+  });
+  after(async () => {
+    await env.auth?.close();
+    await env.server?.stop();
+  });
+  return env;
+}
+
+/**
+ * A poxide of this test's own (PoxideProcess options), with its auth endpoints and a kit; torn down
+ * after the test, clients first. Resolves to {server, auth, sdk, k}.
+ */
+export async function ownServer(t, opts = {}) {
+  const server = new PoxideProcess({ ...opts, port: await freePort() });
+  const auth = await startAuthServer(server.port);
+  // t.after hooks run in registration order: clients go before their server does.
+  const k = kit(t, { port: server.port, auth });
+  t.after(() => auth.close());
+  t.after(() => server.stop());
+  await server.start();
+  return { server, auth, sdk: serverSdk(server.port), k };
+}
+
 export async function readBody(req) {
   const chunks = [];
   for await (const c of req) chunks.push(c);
@@ -240,7 +290,9 @@ export async function readBody(req) {
  * - POST /pusher/auth-forbidden: 403, as an app refusing the user.
  * - POST /pusher/auth-wrong-secret: signs with a wrong secret (a misconfigured app).
  * - POST /pusher/auth-wrong-app: signs with the second app's credentials.
- * - POST /pusher/user-auth: user authentication (pusher-js signin) with the SDK's authenticateUser.
+ * - POST /pusher/user-auth: user authentication (pusher-js signin) with the SDK's authenticateUser;
+ *   user_data is {id, user_info?, watchlist?} from the `user_id` / `user_info` / `watchlist` params.
+ * - POST /pusher/user-auth-wrong-secret: the same, signed with a wrong secret.
  * - POST /api/messages: a controller that broadcasts `{channel, event, data}` "to others", i.e.
  *   with socket_id from the X-Socket-ID header, the way Laravel's toOthers() does.
  */
@@ -263,11 +315,13 @@ export async function startAuthServer(port, app = APP) {
       }
       const params = Object.fromEntries(new URLSearchParams(body));
       requests.push({ path: url.pathname, params, headers: req.headers });
-      if (url.pathname === '/pusher/user-auth') {
+      const userSigner = { '/pusher/user-auth': sdk, '/pusher/user-auth-wrong-secret': wrongSecret }[url.pathname];
+      if (userSigner) {
         const userData = { id: String(JSON.parse(params.user_id)) };
         if (params.user_info) userData.user_info = JSON.parse(params.user_info);
+        if (params.watchlist) userData.watchlist = JSON.parse(params.watchlist);
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(sdk.authenticateUser(params.socket_id, userData)));
+        res.end(JSON.stringify(userSigner.authenticateUser(params.socket_id, userData)));
         return;
       }
       const signer = {
@@ -307,7 +361,9 @@ export async function startAuthServer(port, app = APP) {
 }
 
 /** pusher-js options as a real app configures them for a self-hosted server. */
-export function clientOptions({ port, auth, authPath = '/pusher/auth', user, extra = {} }) {
+export function clientOptions({
+  port, auth, authPath = '/pusher/auth', userAuthPath = '/pusher/user-auth', user, extra = {},
+}) {
   const opts = {
     cluster: 'mt1', // required by pusher-js 8; unused because wsHost is set
     wsHost: HOST,
@@ -321,9 +377,10 @@ export function clientOptions({ port, auth, authPath = '/pusher/auth', user, ext
     if (user) {
       params.user_id = JSON.stringify(user.id);
       if (user.info !== undefined) params.user_info = JSON.stringify(user.info);
+      if (user.watchlist !== undefined) params.watchlist = JSON.stringify(user.watchlist);
     }
     opts.channelAuthorization = { endpoint: auth.url + authPath, transport: 'ajax', params };
-    opts.userAuthentication = { endpoint: auth.url + '/pusher/user-auth', transport: 'ajax', params };
+    opts.userAuthentication = { endpoint: auth.url + userAuthPath, transport: 'ajax', params };
   }
   return opts;
 }
@@ -344,8 +401,8 @@ export function kit(t, { port, auth, key = APP.key }) {
   });
   return {
     /** A pusher-js client (not yet waited for). */
-    client({ user, authPath, key: k = key, extra } = {}) {
-      const p = new Pusher(k, clientOptions({ port, auth, authPath, user, extra }));
+    client({ user, authPath, userAuthPath, key: k = key, extra } = {}) {
+      const p = new Pusher(k, clientOptions({ port, auth, authPath, userAuthPath, user, extra }));
       clients.push(p);
       return p;
     },
@@ -354,6 +411,30 @@ export function kit(t, { port, auth, key = APP.key }) {
       const p = this.client(opts);
       await waitState(p, 'connected');
       return p;
+    },
+    /**
+     * A connected client subscribed to `name`, with a recorder of the channel's events (not the
+     * pusher: ones): {p, ch, data, rec}. `opts` as for client().
+     */
+    async subscriber(name, opts) {
+      const p = await this.connected(opts);
+      const ch = p.subscribe(name);
+      // Recording from the subscribe on: a cache channel's event may come in the same read as
+      // pusher:subscription_succeeded.
+      const rec = recordChannel(ch);
+      const data = await waitEvent(ch, 'pusher:subscription_succeeded');
+      return { p, ch, data, rec };
+    },
+    /** subscriber() for each entry of `who` (a count, or a list of client options), one after another. */
+    async subscribers(name, who = 2) {
+      const list = typeof who === 'number' ? Array.from({ length: who }, () => ({})) : who;
+      const out = [];
+      for (const opts of list) out.push(await this.subscriber(name, opts));
+      return out;
+    },
+    /** A connected client signed in as `user` ({id, info?, watchlist?}) through the user-auth endpoint. */
+    async signedIn(user, opts = {}) {
+      return signIn(await this.connected({ ...opts, user }));
     },
     /** A Laravel Echo instance using pusher-js. */
     echo({ user, authPath = '/pusher/auth', key: k = key, extra } = {}) {
@@ -532,4 +613,125 @@ export async function requestError(promise) {
     if (e.status === undefined) throw e;
     return { status: e.status, body: e.body };
   }
+}
+
+/**
+ * Attaches a listener to a Laravel Echo channel and waits until it is subscribed. Resolves to
+ * {next}, a promise of the first payload `listen(channel, cb)` hands to `cb`.
+ */
+export async function echoListen(channel, listen) {
+  let next;
+  await new Promise((ready) => {
+    next = new Promise((resolve) => listen(channel.subscribed(ready), resolve));
+  });
+  return { next };
+}
+
+/** Signs a connected pusher-js client in (pusher.signin()) and waits for the outcome. */
+export async function signIn(p) {
+  p.signin();
+  await p.user.signinDonePromise;
+  return p;
+}
+
+/** The data of the next connection-level PusherError (a pusher:error frame) in `errors`. */
+export async function pusherError(errors) {
+  return (await errors.find((e) => e.type === 'PusherError')).data;
+}
+
+/**
+ * Follows a pusher-js client until the server closes it: `await close.error` is the close's
+ * {type, data: {code, message}} once pusher-js has gone to `disconnected`; `close.states` records
+ * every state from now on.
+ */
+export function watchClose(p) {
+  const states = recordStates(p);
+  const errors = recordErrors(p);
+  const error = (async () => {
+    const err = await errors.find((e) => e.type === 'WebSocketError');
+    await states.find((s) => s === 'disconnected');
+    return err.error;
+  })();
+  return { states, error };
+}
+
+/** Polls REST until the channel is unoccupied; resolves to its final channel info. */
+export function vacated(sdk, name) {
+  return eventually(() => getJson(sdk, `/channels/${name}`), (b) => b.occupied === false,
+    { what: `${name} to be vacated` });
+}
+
+/**
+ * The app's webhook endpoint: an HTTP server on HOST whose POST /hook checks every request with the
+ * SDK's `pusher.webhook({headers, rawBody})` (credentials of `app`). `requests` records
+ * {headers, rawBody, valid, events, time, at, status} (`valid`: isValid(); `events`: getEvents();
+ * `at`: performance.now() on arrival); `events` records each event of a request answered 200, with
+ * the index of its request. Invalid requests are answered 401; `respond(req)` may return a status
+ * other than 200 for a valid one (to make poxide retry).
+ */
+export async function startWebhookReceiver({ app = APP, respond = () => 200 } = {}) {
+  const sdk = new PusherServer({ appId: app.id, key: app.key, secret: app.secret });
+  const requests = new Recorder();
+  const events = new Recorder();
+  const server = http.createServer(async (req, res) => {
+    const rawBody = await readBody(req);
+    const hook = sdk.webhook({ headers: req.headers, rawBody });
+    const valid = hook.isValid();
+    let body = {};
+    try { body = JSON.parse(rawBody); } catch { /* recorded as is; `valid` is false then */ }
+    const entry = {
+      path: req.url,
+      headers: req.headers,
+      rawBody,
+      valid,
+      // From the SDK when it accepts the request; else parsed here, so a test can still say which.
+      events: valid ? hook.getEvents() : body.events ?? [],
+      time: valid ? hook.getTime() : null,
+      at: performance.now(),
+    };
+    // An app refuses what does not validate; respond() decides for the rest.
+    const status = valid ? respond(entry) : 401;
+    res.writeHead(status, { 'content-type': 'text/plain' });
+    res.end(status === 200 ? 'ok' : 'refused');
+    entry.status = status;
+    requests.push(entry);
+    if (status === 200) {
+      const request = requests.items.length - 1;
+      for (const event of entry.events) events.push({ event, request, timeMs: entry.time.getTime() });
+    }
+  });
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  return {
+    url: `http://${HOST}:${server.address().port}/hook`,
+    sdk,
+    requests,
+    events,
+    /**
+     * The events delivered (200) for these channels so far, in poxide's order: by the body's time_ms
+     * (one per batch, a retry keeps its own), then by position.
+     */
+    eventsFor(channels) {
+      return events.items.filter((e) => channels.includes(e.event.channel))
+        .sort((a, b) => a.timeMs - b.timeMs)
+        .map((e) => e.event);
+    },
+    /** Waits until `n` events for these channels were delivered; resolves to eventsFor(channels). */
+    async waitFor(channels, n, timeout = DEFAULT_TIMEOUT) {
+      try {
+        await events.until((items) => items.filter((e) => channels.includes(e.event.channel)).length >= n,
+          timeout, `${n} webhook events for ${channels.join(', ')}`);
+      } catch (e) {
+        const got = requests.items.map((r) => ({ status: r.status, valid: r.valid, body: r.rawBody }));
+        e.message += `\nrequests received: ${JSON.stringify(got).slice(0, 3000)}`;
+        throw e;
+      }
+      return this.eventsFor(channels);
+    },
+    /** The requests that carried an event for one of these channels. */
+    requestsFor(channels) {
+      return requests.items.filter((r) => r.events.some((e) => channels.includes(e.channel)));
+    },
+    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+  };
 }

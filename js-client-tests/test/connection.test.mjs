@@ -1,28 +1,18 @@
 // Connection lifecycle through pusher-js and Laravel Echo.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  APP2, Pusher, PoxideProcess, freePort, kit, recordErrors, recordStates, sharedServer, startAuthServer,
-  serverSdk, subscribed, uid, waitEvent, waitState, recordChannel, recordMessages, getJson, eventually,
+  APP2, Pusher, getJson, ownServer, recordMessages, recordStates, serverSdk, uid, useServer, vacated,
+  waitEvent, waitState, watchClose,
 } from '../lib/helpers.mjs';
 
 const SOCKET_ID = /^\d+\.\d+$/;
 
 describe('connection', () => {
-  let server, auth, sdk;
-  before(async () => {
-    server = await sharedServer();
-    auth = await startAuthServer(server.port);
-    sdk = serverSdk(server.port);
-  });
-  after(async () => {
-    await auth.close();
-    await server.stop();
-  });
+  const env = useServer();
 
   it('goes connecting -> connected and gets a socket id', async (t) => {
-    const k = kit(t, server);
-    const p = k.client();
+    const p = env.kit(t).client();
     // pusher-js starts connecting inside the constructor.
     assert.equal(p.connection.state, 'connecting');
     const states = recordStates(p);
@@ -34,13 +24,13 @@ describe('connection', () => {
   });
 
   it('adopts the activity_timeout poxide advertises (120 s)', async (t) => {
-    const p = await kit(t, server).connected();
+    const p = await env.kit(t).connected();
     // pusher-js keeps min(own 120000 ms, server's activity_timeout * 1000)
     assert.equal(p.connection.activityTimeout, 120000);
   });
 
   it('gives every connection its own socket id', async (t) => {
-    const k = kit(t, server);
+    const k = env.kit(t);
     const ps = await Promise.all([k.connected(), k.connected(), k.connected()]);
     const ids = ps.map((p) => p.connection.socket_id);
     for (const id of ids) assert.match(id, SOCKET_ID);
@@ -48,18 +38,15 @@ describe('connection', () => {
   });
 
   it('an unknown app key is refused with 4001 and pusher-js does not reconnect', async (t) => {
-    const k = kit(t, server);
-    const p = k.client({ key: 'no-such-key' });
+    const p = env.kit(t).client({ key: 'no-such-key' });
     assert.equal(p.connection.state, 'connecting');
-    const states = recordStates(p);
-    const errors = recordErrors(p);
-    const err = await errors.find((e) => e.type === 'WebSocketError');
-    assert.deepEqual(err.error, {
+    const close = watchClose(p);
+    const { states } = close;
+    assert.deepEqual(await close.error, {
       type: 'PusherError',
       data: { code: 4001, message: 'Application does not exist' },
     });
     // 4000-4099 is the "refused" class: pusher-js gives up and ends disconnected, never connected.
-    await states.find((s) => s === 'disconnected');
     assert.deepEqual(states.items, ['disconnected']);
     assert.equal(p.connection.socket_id, undefined);
     // A refused connection makes no further attempt: the state stays put while pusher-js's
@@ -69,46 +56,35 @@ describe('connection', () => {
   });
 
   it('connects to the second app with its own key, isolated from the default app', async (t) => {
-    const k = kit(t, server);
-    const p1 = await k.connected();
-    const p2 = await k.connected({ key: APP2.key });
-    assert.match(p2.connection.socket_id, SOCKET_ID);
     const name = uid('iso-');
-    const [ch1] = await subscribed(p1, name);
-    const [ch2] = await subscribed(p2, name);
-    const r1 = recordChannel(ch1);
-    const r2 = recordChannel(ch2);
-    const sdk2 = serverSdk(server.port, APP2);
-    await sdk.trigger(name, 'from-app1', { n: 1 });
+    const [one, two] = await env.kit(t).subscribers(name, [{}, { key: APP2.key }]);
+    assert.match(two.p.connection.socket_id, SOCKET_ID);
+    const sdk2 = serverSdk(env.port, APP2);
+    await env.sdk.trigger(name, 'from-app1', { n: 1 });
     await sdk2.trigger(name, 'from-app2', { n: 2 });
-    await r1.count(1);
-    await r2.count(1);
-    assert.deepEqual(r1.items.map((e) => [e.event, e.data]), [['from-app1', { n: 1 }]]);
-    assert.deepEqual(r2.items.map((e) => [e.event, e.data]), [['from-app2', { n: 2 }]]);
+    await one.rec.count(1);
+    await two.rec.count(1);
+    assert.deepEqual(one.rec.items.map((e) => [e.event, e.data]), [['from-app1', { n: 1 }]]);
+    assert.deepEqual(two.rec.items.map((e) => [e.event, e.data]), [['from-app2', { n: 2 }]]);
     // The same channel name in each app is a different channel.
-    const info1 = await getJson(sdk, `/channels/${name}`, { info: 'subscription_count' });
+    const info1 = await getJson(env.sdk, `/channels/${name}`, { info: 'subscription_count' });
     const info2 = await getJson(sdk2, `/channels/${name}`, { info: 'subscription_count' });
     assert.deepEqual(info1, { occupied: true, subscription_count: 1 });
     assert.deepEqual(info2, { occupied: true, subscription_count: 1 });
   });
 
   it('disconnect() closes the socket and the channel becomes unoccupied', async (t) => {
-    const k = kit(t, server);
-    const p = await k.connected();
     const name = uid('bye-');
-    await subscribed(p, name);
-    assert.deepEqual(await getJson(sdk, `/channels/${name}`), { occupied: true });
+    const { p } = await env.kit(t).subscriber(name);
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}`), { occupied: true });
     const states = recordStates(p);
     p.disconnect();
     assert.deepEqual(states.items, ['disconnected']);
-    const info = await eventually(() => getJson(sdk, `/channels/${name}`), (b) => b.occupied === false,
-      { what: 'channel to be vacated' });
-    assert.deepEqual(info, { occupied: false });
+    assert.deepEqual(await vacated(env.sdk, name), { occupied: false });
   });
 
   it('connect() after disconnect() gets a fresh socket id', async (t) => {
-    const k = kit(t, server);
-    const p = await k.connected();
+    const p = await env.kit(t).connected();
     const first = p.connection.socket_id;
     p.disconnect();
     p.connect();
@@ -118,8 +94,7 @@ describe('connection', () => {
   });
 
   it('Laravel Echo connects through pusher-js and exposes the socket id', async (t) => {
-    const k = kit(t, server);
-    const echo = k.echo({ auth });
+    const echo = env.kit(t).echo();
     const pusher = echo.connector.pusher;
     assert.ok(pusher instanceof Pusher);
     await waitState(pusher, 'connected');
@@ -131,7 +106,7 @@ describe('connection', () => {
   });
 
   it('answers a pusher:ping sent through pusher-js with pusher:pong', async (t) => {
-    const p = await kit(t, server).connected();
+    const p = await env.kit(t).connected();
     const msgs = recordMessages(p);
     assert.equal(p.send_event('pusher:ping', {}), true);
     const pong = await msgs.find((m) => m.event === 'pusher:pong');
@@ -140,22 +115,15 @@ describe('connection', () => {
   });
 
   it('an app over max_connections refuses with 4004 and pusher-js does not reconnect', async (t) => {
-    const own = new PoxideProcess({ app: { max_connections: 2 }, port: await freePort() });
-    const k = kit(t, { port: own.port });
-    t.after(() => own.stop());
-    await own.start();
+    const { k } = await ownServer(t, { app: { max_connections: 2 } });
     await k.connected();
     await k.connected();
-    const third = k.client();
-    const states = recordStates(third);
-    const errors = recordErrors(third);
-    const err = await errors.find((e) => e.type === 'WebSocketError');
-    assert.deepEqual(err.error, {
+    const close = watchClose(k.client());
+    assert.deepEqual(await close.error, {
       type: 'PusherError',
       data: { code: 4004, message: 'Application is over connection quota' },
     });
-    await states.find((s) => s === 'disconnected');
-    assert.deepEqual(states.items, ['disconnected']);
+    assert.deepEqual(close.states.items, ['disconnected']);
     // The second app has its own quota.
     const other = await k.connected({ key: APP2.key });
     assert.equal(other.connection.state, 'connected');

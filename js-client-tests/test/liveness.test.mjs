@@ -1,21 +1,14 @@
 // Liveness with a short activity timeout (own poxide: activity_timeout = 1 s, pong_timeout_ms = 1000):
 // pusher-js answers the server's pings and stays connected; a silent raw socket is closed with 4201.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  PoxideProcess, kit, recordMessages, recordStates, recordChannel, serverSdk, subscribed, uid, sleep,
-} from '../lib/helpers.mjs';
+import { recordMessages, recordStates, sleep, uid, useServer } from '../lib/helpers.mjs';
 
 describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
-  let server, sdk;
-  before(async () => {
-    server = await new PoxideProcess({ activityTimeout: 1, pongTimeoutMs: 1000 }).start();
-    sdk = serverSdk(server.port);
-  });
-  after(() => server.stop());
+  const env = useServer({ own: { activityTimeout: 1, pongTimeoutMs: 1000 } });
 
   it('advertises activity_timeout 1 in connection_established', async (t) => {
-    const raw = await kit(t, server).raw();
+    const raw = await env.kit(t).raw();
     assert.equal(raw.established.event, 'pusher:connection_established');
     const data = JSON.parse(raw.established.data);
     assert.equal(data.activity_timeout, 1);
@@ -23,18 +16,16 @@ describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
   });
 
   it('pusher-js adopts the 1 s activity timeout', async (t) => {
-    const p = await kit(t, server).connected();
+    const p = await env.kit(t).connected();
     assert.equal(p.connection.activityTimeout, 1000);
   });
 
   it('pusher-js stays connected across several idle periods and keeps receiving events', async (t) => {
-    const p = await kit(t, server).connected();
-    const id = p.connection.socket_id;
     const name = uid('alive-');
-    const [ch] = await subscribed(p, name);
+    const { p, rec } = await env.kit(t).subscriber(name);
+    const id = p.connection.socket_id;
     const states = recordStates(p);
     const msgs = recordMessages(p);
-    const rec = recordChannel(ch);
     // 4 s is two full activity + pong windows: a connection that did not keep the server
     // satisfied would have been closed (4201) twice over by now.
     await sleep(4000);
@@ -49,13 +40,13 @@ describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
     assert.deepEqual(states.items, []);
     assert.equal(p.connection.state, 'connected');
     assert.equal(p.connection.socket_id, id);
-    await sdk.trigger(name, 'still-here', { ok: true });
+    await env.sdk.trigger(name, 'still-here', { ok: true });
     await rec.count(1);
     assert.deepEqual(rec.items.map((e) => [e.event, e.data]), [['still-here', { ok: true }]]);
   });
 
   it('poxide sends pusher:ping after 1 s of client silence', async (t) => {
-    const raw = await kit(t, server).raw();
+    const raw = await env.kit(t).raw();
     const start = Date.now();
     const ping = await raw.frames.next(3000);
     assert.deepEqual(ping, { event: 'pusher:ping', data: {} });
@@ -63,7 +54,7 @@ describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
   });
 
   it('a raw socket that answers pings stays open', async (t) => {
-    const raw = await kit(t, server).raw();
+    const raw = await env.kit(t).raw();
     let pings = 0;
     raw.ws.on('message', (buf) => {
       if (JSON.parse(buf.toString()).event === 'pusher:ping') {
@@ -77,7 +68,7 @@ describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
   });
 
   it('a raw socket that never answers gets pusher:error 4201 and close 4201', async (t) => {
-    const raw = await kit(t, server).raw();
+    const raw = await env.kit(t).raw();
     const start = Date.now();
     assert.deepEqual(await raw.frames.next(3000), { event: 'pusher:ping', data: {} });
     assert.deepEqual(await raw.frames.next(3000), {
@@ -91,7 +82,7 @@ describe('liveness (activity_timeout = 1 s, pong timeout 1 s)', () => {
   });
 
   it('client pusher:ping frames count as activity', async (t) => {
-    const raw = await kit(t, server).raw();
+    const raw = await env.kit(t).raw();
     const timer = setInterval(() => raw.send({ event: 'pusher:ping', data: {} }), 400);
     t.after(() => clearInterval(timer));
     await sleep(3000);

@@ -1,9 +1,8 @@
 // Presence channels through pusher-js's Members API and Echo's join().here/joining/leaving.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  kit, Recorder, sharedServer, startAuthServer, serverSdk, subscribed, uid, waitEvent, waitState,
-  getJson, eventually, PoxideProcess, freePort,
+  Recorder, eventually, getJson, ownServer, uid, useServer, waitEvent, waitState,
 } from '../lib/helpers.mjs';
 
 function memberList(members) {
@@ -19,26 +18,28 @@ function recordMembership(channel) {
   return rec;
 }
 
+/** Echo join(): resolves to here()'s users once joined; joining()/leaving() users go to the recorders. */
+function echoJoin(echo, name, { joins, leaves } = {}) {
+  return new Promise((resolve) => {
+    echo.join(name)
+      .here(resolve)
+      .joining((u) => joins?.push(u))
+      .leaving((u) => leaves?.push(u));
+  });
+}
+
+const byName = (users) => [...users].sort((x, y) => x.name.localeCompare(y.name));
+
 const ALICE = { id: 'alice', info: { name: 'Alice', role: 'admin' } };
 const BOB = { id: 'bob', info: { name: 'Bob' } };
 const CAROL = { id: 'carol', info: { name: 'Carol' } };
 
 describe('presence channels', () => {
-  let server, auth, sdk;
-  before(async () => {
-    server = await sharedServer();
-    auth = await startAuthServer(server.port);
-    sdk = serverSdk(server.port);
-  });
-  after(async () => {
-    await auth.close();
-    await server.stop();
-  });
+  const env = useServer();
 
   it('subscription_succeeded carries the members, including me', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected({ user: ALICE });
     const name = uid('presence-room-');
-    const [ch, members] = await subscribed(p, name);
+    const { ch, data: members } = await env.kit(t).subscriber(name, { user: ALICE });
     assert.equal(members, ch.members);
     assert.equal(members.count, 1);
     assert.deepEqual(members.me, { id: 'alice', info: { name: 'Alice', role: 'admin' } });
@@ -46,13 +47,11 @@ describe('presence channels', () => {
   });
 
   it('a second user sees both members and the first sees pusher:member_added', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const a = await k.connected({ user: ALICE });
-    const b = await k.connected({ user: BOB });
+    const k = env.kit(t);
     const name = uid('presence-room-');
-    const [cha] = await subscribed(a, name);
+    const { ch: cha } = await k.subscriber(name, { user: ALICE });
     const added = waitEvent(cha, 'pusher:member_added');
-    const [, membersB] = await subscribed(b, name);
+    const { data: membersB } = await k.subscriber(name, { user: BOB });
     assert.deepEqual(await added, { id: 'bob', info: { name: 'Bob' } });
     assert.equal(membersB.count, 2);
     assert.deepEqual(membersB.me, { id: 'bob', info: { name: 'Bob' } });
@@ -65,12 +64,8 @@ describe('presence channels', () => {
   });
 
   it('unsubscribing sends pusher:member_removed to the others', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const a = await k.connected({ user: ALICE });
-    const b = await k.connected({ user: BOB });
     const name = uid('presence-room-');
-    const [cha] = await subscribed(a, name);
-    await subscribed(b, name);
+    const [{ ch: cha }, { p: b }] = await env.kit(t).subscribers(name, [{ user: ALICE }, { user: BOB }]);
     await eventually(async () => cha.members.count, (n) => n === 2, { what: 'bob to be added' });
     const removed = waitEvent(cha, 'pusher:member_removed');
     b.unsubscribe(name);
@@ -80,13 +75,11 @@ describe('presence channels', () => {
   });
 
   it('disconnecting sends pusher:member_removed to the others', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const a = await k.connected({ user: ALICE });
-    const c = await k.connected({ user: CAROL });
+    const k = env.kit(t);
     const name = uid('presence-room-');
-    const [cha] = await subscribed(a, name);
+    const { ch: cha } = await k.subscriber(name, { user: ALICE });
     const added = waitEvent(cha, 'pusher:member_added');
-    await subscribed(c, name);
+    const { p: c } = await k.subscriber(name, { user: CAROL });
     await added;
     const removed = waitEvent(cha, 'pusher:member_removed');
     c.disconnect();
@@ -95,15 +88,11 @@ describe('presence channels', () => {
   });
 
   it('one user on two sockets is one member: added once, removed when the last socket leaves', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const watcher = await k.connected({ user: ALICE });
-    const bob1 = await k.connected({ user: BOB });
-    const bob2 = await k.connected({ user: BOB });
+    const k = env.kit(t);
     const name = uid('presence-multi-');
-    const [cw] = await subscribed(watcher, name);
+    const { ch: cw } = await k.subscriber(name, { user: ALICE });
     const events = recordMembership(cw);
-    const [, m1] = await subscribed(bob1, name);
-    const [, m2] = await subscribed(bob2, name);
+    const [{ p: bob1, data: m1 }, { p: bob2, data: m2 }] = await k.subscribers(name, [{ user: BOB }, { user: BOB }]);
     assert.equal(m1.count, 2);
     assert.equal(m2.count, 2);
     assert.deepEqual(memberList(m2), [
@@ -111,11 +100,11 @@ describe('presence channels', () => {
       { id: 'bob', info: { name: 'Bob' } },
     ]);
     // REST agrees: two distinct users on three connections.
-    assert.deepEqual(await getJson(sdk, `/channels/${name}`, { info: 'user_count,subscription_count' }),
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}`, { info: 'user_count,subscription_count' }),
       { occupied: true, user_count: 2, subscription_count: 3 });
     // The first of bob's sockets leaving is not a membership change...
     bob1.disconnect();
-    await eventually(() => getJson(sdk, `/channels/${name}`, { info: 'subscription_count' }),
+    await eventually(() => getJson(env.sdk, `/channels/${name}`, { info: 'subscription_count' }),
       (b) => b.subscription_count === 2, { what: 'bob1 to leave' });
     // ...the last one is. Only then does the watcher hear member_removed.
     bob2.unsubscribe(name);
@@ -125,86 +114,84 @@ describe('presence channels', () => {
   });
 
   it('REST lists the presence users sorted by id, and user_count', async (t) => {
-    const k = kit(t, { ...server, auth });
     const name = uid('presence-rest-');
-    for (const user of [CAROL, ALICE, BOB]) {
-      await subscribed(await k.connected({ user }), name);
-    }
-    assert.deepEqual(await getJson(sdk, `/channels/${name}/users`),
+    await env.kit(t).subscribers(name, [CAROL, ALICE, BOB].map((user) => ({ user })));
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}/users`),
       { users: [{ id: 'alice' }, { id: 'bob' }, { id: 'carol' }] });
-    assert.deepEqual(await getJson(sdk, `/channels/${name}`, { info: 'user_count' }),
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}`, { info: 'user_count' }),
       { occupied: true, user_count: 3 });
   });
 
   it('a numeric user_id is a string member id everywhere', async (t) => {
-    const k = kit(t, { ...server, auth });
+    const k = env.kit(t);
     const name = uid('presence-num-');
-    const a = await k.connected({ user: ALICE });
-    const [cha] = await subscribed(a, name);
+    const { ch: cha } = await k.subscriber(name, { user: ALICE });
     const added = waitEvent(cha, 'pusher:member_added');
     // The app's auth endpoint signs {"user_id":42}; the SDK keeps the number.
-    const n = await k.connected({ user: { id: 42, info: { name: 'Answer' } } });
-    const [, members] = await subscribed(n, name);
+    const { data: members } = await k.subscriber(name, { user: { id: 42, info: { name: 'Answer' } } });
     assert.deepEqual(await added, { id: '42', info: { name: 'Answer' } });
     assert.deepEqual(members.get('42'), { id: '42', info: { name: 'Answer' } });
-    assert.deepEqual(await getJson(sdk, `/channels/${name}/users`), { users: [{ id: '42' }, { id: 'alice' }] });
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}/users`), { users: [{ id: '42' }, { id: 'alice' }] });
   });
 
   it('a member without user_info has null info', async (t) => {
-    const k = kit(t, { ...server, auth });
     const name = uid('presence-noinfo-');
-    const [, members] = await subscribed(await k.connected({ user: { id: 'anon' } }), name);
+    const { data: members } = await env.kit(t).subscriber(name, { user: { id: 'anon' } });
     assert.equal(members.count, 1);
     assert.deepEqual(memberList(members), [{ id: 'anon', info: null }]);
   });
 
   it('events triggered on a presence channel reach all members', async (t) => {
-    const k = kit(t, { ...server, auth });
     const name = uid('presence-ev-');
-    const [ca] = await subscribed(await k.connected({ user: ALICE }), name);
-    const [cb] = await subscribed(await k.connected({ user: BOB }), name);
+    const [{ ch: ca }, { ch: cb }] = await env.kit(t).subscribers(name, [{ user: ALICE }, { user: BOB }]);
     const ga = waitEvent(ca, 'announce');
     const gb = waitEvent(cb, 'announce');
-    await sdk.trigger(name, 'announce', { text: 'standup' });
+    await env.sdk.trigger(name, 'announce', { text: 'standup' });
     assert.deepEqual(await ga, { text: 'standup' });
     assert.deepEqual(await gb, { text: 'standup' });
   });
 
   it('Echo join(): here() lists users, joining()/leaving() follow others', async (t) => {
-    const k = kit(t, { ...server, auth });
+    const k = env.kit(t);
     const name = uid('lobby-');
-    const alice = k.echo({ auth, user: ALICE });
     const joins = new Recorder();
     const leaves = new Recorder();
-    const here = await new Promise((resolve) => {
-      alice.join(name)
-        .here(resolve)
-        .joining((u) => joins.push(u))
-        .leaving((u) => leaves.push(u));
-    });
+    const here = await echoJoin(k.echo({ user: ALICE }), name, { joins, leaves });
     assert.deepEqual(here, [{ name: 'Alice', role: 'admin' }]);
-    const bob = k.echo({ auth, user: BOB });
-    const bobHere = await new Promise((resolve) => bob.join(name).here(resolve));
-    assert.deepEqual(bobHere.sort((x, y) => x.name.localeCompare(y.name)),
-      [{ name: 'Alice', role: 'admin' }, { name: 'Bob' }]);
+    const bob = k.echo({ user: BOB });
+    const bobHere = await echoJoin(bob, name);
+    assert.deepEqual(byName(bobHere), [{ name: 'Alice', role: 'admin' }, { name: 'Bob' }]);
     assert.deepEqual(await joins.next(), { name: 'Bob' });
     bob.leave(name);
     assert.deepEqual(await leaves.next(), { name: 'Bob' });
   });
 
+  it("Echo join(): a late joiner's here() lists everyone; leaving() waits for a member's last connection", async (t) => {
+    const k = env.kit(t);
+    const name = uid('lobby-');
+    const joins = new Recorder();
+    const leaves = new Recorder();
+    await echoJoin(k.echo({ user: ALICE }), name, { joins, leaves });
+    const bobTabs = [k.echo({ user: BOB }), k.echo({ user: BOB })];
+    for (const tab of bobTabs) await echoJoin(tab, name);
+    const carolHere = await echoJoin(k.echo({ user: CAROL }), name);
+    assert.deepEqual(byName(carolHere), [{ name: 'Alice', role: 'admin' }, { name: 'Bob' }, { name: 'Carol' }]);
+    // Bob's second tab is not a new member.
+    assert.deepEqual(await joins.count(2), [{ name: 'Bob' }, { name: 'Carol' }]);
+    bobTabs[0].disconnect();
+    await eventually(() => getJson(env.sdk, `/channels/presence-${name}`, { info: 'subscription_count' }),
+      (b) => b.subscription_count === 3, { what: "bob's first tab to leave" });
+    assert.deepEqual(leaves.items, []);
+    bobTabs[1].disconnect();
+    assert.deepEqual(await leaves.next(), { name: 'Bob' });
+    assert.deepEqual(joins.items, [{ name: 'Bob' }, { name: 'Carol' }]);
+  });
+
   it('a user on a full presence channel gets pusher:subscription_error LimitReached', async (t) => {
-    const own = new PoxideProcess({ app: { max_presence_members: 2 }, port: await freePort() });
-    const ownAuth = await startAuthServer(own.port);
-    // t.after hooks run in registration order: clients go before their server does.
-    const k = kit(t, { port: own.port, auth: ownAuth });
-    t.after(() => ownAuth.close());
-    t.after(() => own.stop());
-    await own.start();
+    const { k } = await ownServer(t, { app: { max_presence_members: 2 } });
     const name = uid('presence-full-');
-    await subscribed(await k.connected({ user: ALICE }), name);
-    await subscribed(await k.connected({ user: BOB }), name);
     // Another socket of an existing member is not a new member and is let in.
-    const [, again] = await subscribed(await k.connected({ user: BOB }), name);
+    const [, , { data: again }] = await k.subscribers(name, [{ user: ALICE }, { user: BOB }, { user: BOB }]);
     assert.equal(again.count, 2);
     const carol = await k.connected({ user: CAROL });
     const err = await waitEvent(carol.subscribe(name), 'pusher:subscription_error');
@@ -217,12 +204,12 @@ describe('presence channels', () => {
   });
 
   it('a socket dropped without a close frame still produces pusher:member_removed', async (t) => {
-    const k = kit(t, { ...server, auth });
+    const k = env.kit(t);
     const name = uid('presence-drop-');
-    const [cw] = await subscribed(await k.connected({ user: ALICE }), name);
+    const { ch: cw } = await k.subscriber(name, { user: ALICE });
     const raw = await k.raw();
     const channelData = JSON.stringify({ user_id: 'dropper', user_info: { name: 'Drop' } });
-    const token = sdk.authorizeChannel(raw.socketId, name, JSON.parse(channelData));
+    const token = env.sdk.authorizeChannel(raw.socketId, name, JSON.parse(channelData));
     const added = waitEvent(cw, 'pusher:member_added');
     raw.send({ event: 'pusher:subscribe', data: { channel: name, auth: token.auth, channel_data: token.channel_data } });
     assert.deepEqual(await added, { id: 'dropper', info: { name: 'Drop' } });
@@ -233,9 +220,8 @@ describe('presence channels', () => {
   });
 
   it('user_info over 1024 bytes is refused: pusher:subscription_error InvalidRequest/400', async (t) => {
-    const k = kit(t, { ...server, auth });
     const info = { bio: 'x'.repeat(1100) };
-    const p = await k.connected({ user: { id: 'big', info } });
+    const p = await env.kit(t).connected({ user: { id: 'big', info } });
     const name = uid('presence-bigInfo-');
     const err = await waitEvent(p.subscribe(name), 'pusher:subscription_error');
     assert.deepEqual(err, {
@@ -243,16 +229,16 @@ describe('presence channels', () => {
       error: 'Invalid channel_data: user_info exceeds 1024 bytes',
       status: 400,
     });
-    assert.deepEqual(await getJson(sdk, `/channels/${name}`), { occupied: false });
+    assert.deepEqual(await getJson(env.sdk, `/channels/${name}`), { occupied: false });
   });
 
   it('unicode user_info round-trips exactly', async (t) => {
-    const k = kit(t, { ...server, auth });
+    const k = env.kit(t);
     const name = uid('presence-uni-');
     const info = { name: 'Zoë Ñandú 日本 🎉', tags: ['a"b', 'c\\d'] };
-    const [cw] = await subscribed(await k.connected({ user: ALICE }), name);
+    const { ch: cw } = await k.subscriber(name, { user: ALICE });
     const added = waitEvent(cw, 'pusher:member_added');
-    const [, members] = await subscribed(await k.connected({ user: { id: 'zoe', info } }), name);
+    const { data: members } = await k.subscriber(name, { user: { id: 'zoe', info } });
     assert.deepEqual(await added, { id: 'zoe', info });
     assert.deepEqual(members.me, { id: 'zoe', info });
   });

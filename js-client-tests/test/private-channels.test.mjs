@@ -1,32 +1,22 @@
 // Private channels: pusher-js's ajax authorizer against an app endpoint built with the
 // pusher SDK's authorizeChannel, events, and subscription failures where apps look for them.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  APP2, kit, recordChannel, recordErrors, sharedServer, startAuthServer, serverSdk, subscribed, uid,
-  waitEvent, waitState,
+  APP2, echoListen, pusherError, recordChannel, recordErrors, subscribed, uid, useServer, waitEvent, waitState,
 } from '../lib/helpers.mjs';
 
 describe('private channels', () => {
-  let server, auth, sdk;
-  before(async () => {
-    server = await sharedServer();
-    auth = await startAuthServer(server.port);
-    sdk = serverSdk(server.port);
-  });
-  after(async () => {
-    await auth.close();
-    await server.stop();
-  });
+  const env = useServer();
 
   it('authorizes through the ajax endpoint and subscribes', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected();
+    const p = await env.kit(t).connected();
     const name = uid('private-orders-');
-    const before = auth.requests.length;
+    const before = env.auth.requests.length;
     const [ch, data] = await subscribed(p, name);
     assert.equal(ch.subscribed, true);
     assert.deepEqual(data, {});
-    const reqs = auth.requests.slice(before).filter((r) => r.params.channel_name === name);
+    const reqs = env.auth.requests.slice(before).filter((r) => r.params.channel_name === name);
     assert.equal(reqs.length, 1);
     assert.equal(reqs[0].path, '/pusher/auth');
     assert.equal(reqs[0].params.socket_id, p.connection.socket_id);
@@ -34,48 +24,39 @@ describe('private channels', () => {
   });
 
   it('receives events triggered on the private channel', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected();
     const name = uid('private-orders-');
-    const [ch] = await subscribed(p, name);
+    const { ch } = await env.kit(t).subscriber(name);
     const got = waitEvent(ch, 'order-paid');
-    await sdk.trigger(name, 'order-paid', { id: 99, amount: '12.00' });
+    await env.sdk.trigger(name, 'order-paid', { id: 99, amount: '12.00' });
     assert.deepEqual(await got, { id: 99, amount: '12.00' });
   });
 
   it('a public and a private channel in one multi-channel trigger', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected();
+    const p = await env.kit(t).connected();
     const priv = uid('private-m-');
     const pub = uid('pub-m-');
-    const [pc] = await subscribed(p, priv);
-    const [uc] = await subscribed(p, pub);
-    const rp = recordChannel(pc);
-    const ru = recordChannel(uc);
-    await sdk.trigger([priv, pub], 'both', { ok: true });
-    await rp.count(1);
-    await ru.count(1);
-    assert.deepEqual(rp.items.map((e) => [e.event, e.data]), [['both', { ok: true }]]);
-    assert.deepEqual(ru.items.map((e) => [e.event, e.data]), [['both', { ok: true }]]);
+    const recs = [];
+    for (const name of [priv, pub]) recs.push(recordChannel((await subscribed(p, name))[0]));
+    await env.sdk.trigger([priv, pub], 'both', { ok: true });
+    for (const rec of recs) {
+      await rec.count(1);
+      assert.deepEqual(rec.items.map((e) => [e.event, e.data]), [['both', { ok: true }]]);
+    }
   });
 
   it('socket_id exclusion works on private channels', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const a = await k.connected();
-    const b = await k.connected();
     const name = uid('private-excl-');
-    const [ca] = await subscribed(a, name);
-    const [cb] = await subscribed(b, name);
-    const ra = recordChannel(ca);
-    const rb = recordChannel(cb);
-    await sdk.trigger(name, 'skip-a', 1, { socket_id: a.connection.socket_id });
-    await sdk.trigger(name, 'skip-b', 2, { socket_id: b.connection.socket_id });
-    await ra.count(1);
-    await rb.count(1);
-    assert.deepEqual(ra.items.map((e) => e.event), ['skip-b']);
-    assert.deepEqual(rb.items.map((e) => e.event), ['skip-a']);
+    const [a, b] = await env.kit(t).subscribers(name, 2);
+    await env.sdk.trigger(name, 'skip-a', 1, { socket_id: a.p.connection.socket_id });
+    await env.sdk.trigger(name, 'skip-b', 2, { socket_id: b.p.connection.socket_id });
+    await a.rec.count(1);
+    await b.rec.count(1);
+    assert.deepEqual(a.rec.items.map((e) => e.event), ['skip-b']);
+    assert.deepEqual(b.rec.items.map((e) => e.event), ['skip-a']);
   });
 
   it('an auth endpoint answering 403 surfaces as pusher:subscription_error (AuthError, 403)', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected({ authPath: '/pusher/auth-forbidden' });
+    const p = await env.kit(t).connected({ authPath: '/pusher/auth-forbidden' });
     const name = uid('private-no-');
     const ch = p.subscribe(name);
     const err = await waitEvent(ch, 'pusher:subscription_error');
@@ -85,7 +66,7 @@ describe('private channels', () => {
   });
 
   it('a bad signature is refused by poxide: pusher:subscription_error AuthError/401 with the reason', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected({ authPath: '/pusher/auth-wrong-secret' });
+    const p = await env.kit(t).connected({ authPath: '/pusher/auth-wrong-secret' });
     const errors = recordErrors(p);
     const name = uid('private-badsig-');
     const ch = p.subscribe(name);
@@ -97,13 +78,12 @@ describe('private channels', () => {
     assert.match(err.error.slice(prefix.length), /^[0-9a-f]{64}$/);
     assert.equal(ch.subscribed, false);
     // The connection-level pusher:error carries the same message, and the connection stays up.
-    const connErr = await errors.find((e) => e.type === 'PusherError');
-    assert.deepEqual(connErr.data, { message: err.error, code: null });
+    assert.deepEqual(await pusherError(errors), { message: err.error, code: null });
     assert.equal(p.connection.state, 'connected');
   });
 
   it('a token for another app key is refused: Invalid key in subscription auth data', async (t) => {
-    const p = await kit(t, { ...server, auth }).connected({ authPath: '/pusher/auth-wrong-app' });
+    const p = await env.kit(t).connected({ authPath: '/pusher/auth-wrong-app' });
     const name = uid('private-wrongkey-');
     const err = await waitEvent(p.subscribe(name), 'pusher:subscription_error');
     assert.deepEqual(err, {
@@ -114,29 +94,25 @@ describe('private channels', () => {
   });
 
   it('after a refused subscription the connection still works for other channels', async (t) => {
-    const k = kit(t, { ...server, auth });
-    const p = await k.connected({ authPath: '/pusher/auth-wrong-secret' });
+    const p = await env.kit(t).connected({ authPath: '/pusher/auth-wrong-secret' });
     await waitEvent(p.subscribe(uid('private-x-')), 'pusher:subscription_error');
     const pub = uid('still-ok-');
     const [ch] = await subscribed(p, pub);
     const got = waitEvent(ch, 'ping');
-    await sdk.trigger(pub, 'ping', { alive: true });
+    await env.sdk.trigger(pub, 'ping', { alive: true });
     assert.deepEqual(await got, { alive: true });
   });
 
   it('Echo .private().listen() receives events', async (t) => {
-    const echo = kit(t, { ...server, auth }).echo({ auth });
+    const echo = env.kit(t).echo();
     const name = uid('orders-');
-    let got;
-    await new Promise((ready) => {
-      got = new Promise((resolve) => echo.private(name).subscribed(ready).listen('.Shipped', resolve));
-    });
-    await sdk.trigger(`private-${name}`, 'Shipped', { tracking: 'ZX-1' });
-    assert.deepEqual(await got, { tracking: 'ZX-1' });
+    const { next } = await echoListen(echo.private(name), (ch, cb) => ch.listen('.Shipped', cb));
+    await env.sdk.trigger(`private-${name}`, 'Shipped', { tracking: 'ZX-1' });
+    assert.deepEqual(await next, { tracking: 'ZX-1' });
   });
 
   it("Echo's .error() fires for a server-side refusal, with poxide's status and message", async (t) => {
-    const echo = kit(t, { ...server, auth }).echo({ auth, authPath: '/pusher/auth-wrong-app' });
+    const echo = env.kit(t).echo({ authPath: '/pusher/auth-wrong-app' });
     await waitState(echo.connector.pusher, 'connected');
     const name = uid('secret-');
     const err = await new Promise((resolve) => echo.private(name).error(resolve));
@@ -148,14 +124,14 @@ describe('private channels', () => {
   });
 
   it("Echo's .error() fires when the app's auth endpoint refuses (403)", async (t) => {
-    const echo = kit(t, { ...server, auth }).echo({ auth, authPath: '/pusher/auth-forbidden' });
+    const echo = env.kit(t).echo({ authPath: '/pusher/auth-forbidden' });
     const err = await new Promise((resolve) => echo.private(uid('nope-')).error(resolve));
     assert.equal(err.type, 'AuthError');
     assert.equal(err.status, 403);
   });
 
   it('a # channel is reserved (pusher-js refuses it locally; raw socket gets subscription_error)', async (t) => {
-    const k = kit(t, { ...server, auth });
+    const k = env.kit(t);
     const p = await k.connected();
     const name = uid('#reserved-');
     assert.throws(() => p.subscribe(name), /Cannot create a channel with name "#reserved-/);
@@ -171,15 +147,12 @@ describe('private channels', () => {
   });
 
   it("Echo .notification() on Laravel's private-App.Models.User.{id} channel", async (t) => {
-    const echo = kit(t, { ...server, auth }).echo({ auth });
+    const echo = env.kit(t).echo();
     const userChannel = `App.Models.User.${Math.floor(Math.random() * 1e6)}`;
-    let got;
-    await new Promise((ready) => {
-      got = new Promise((resolve) => echo.private(userChannel).subscribed(ready).notification(resolve));
-    });
+    const { next } = await echoListen(echo.private(userChannel), (ch, cb) => ch.notification(cb));
     // What Laravel's broadcast notification channel sends.
-    await sdk.trigger(`private-${userChannel}`, 'Illuminate\\Notifications\\Events\\BroadcastNotificationCreated',
+    await env.sdk.trigger(`private-${userChannel}`, 'Illuminate\\Notifications\\Events\\BroadcastNotificationCreated',
       { id: 'n-1', type: 'App\\Notifications\\InvoicePaid', amount: 42 });
-    assert.deepEqual(await got, { id: 'n-1', type: 'App\\Notifications\\InvoicePaid', amount: 42 });
+    assert.deepEqual(await next, { id: 'n-1', type: 'App\\Notifications\\InvoicePaid', amount: 42 });
   });
 });

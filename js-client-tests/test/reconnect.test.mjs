@@ -8,29 +8,19 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  PoxideProcess, Recorder, kit, recordChannel, recordErrors, recordStates, startAuthServer, serverSdk,
-  subscribed, uid, waitEvent, waitState, getJson, eventually,
+  Recorder, eventually, getJson, recordChannel, recordErrors, recordStates, subscribed, uid, useServer,
+  waitEvent, waitState,
 } from '../lib/helpers.mjs';
 
 const SOCKET_ID = /^\d+\.\d+$/;
 const RECONNECT_TIMEOUT = 25000;
 
 describe('reconnection after a server restart', () => {
-  let server, auth, sdk;
-  before(async () => {
-    server = await new PoxideProcess().start();
-    auth = await startAuthServer(server.port);
-    sdk = serverSdk(server.port);
-  });
-  after(async () => {
-    await auth.close();
-    await server.stop();
-  });
+  const env = useServer({ own: {} });
 
   it('a raw socket gets pusher:error 4200 and close 4200 on graceful shutdown', async (t) => {
-    const k = kit(t, { port: server.port });
-    const raw = await k.raw();
-    const stopped = server.stop('SIGTERM');
+    const raw = await env.kit(t).raw();
+    const stopped = env.server.stop('SIGTERM');
     assert.deepEqual(await raw.frames.next(), {
       event: 'pusher:error',
       data: { message: 'Server is shutting down, please reconnect', code: 4200 },
@@ -38,7 +28,7 @@ describe('reconnection after a server restart', () => {
     assert.deepEqual(await raw.closed, { code: 4200, reason: 'Server is shutting down, please reconnect' });
     const exit = await stopped;
     assert.equal(exit.code, 0, `poxide exit ${JSON.stringify(exit)}`);
-    await server.start();
+    await env.server.start();
   });
 
   describe('graceful restart (SIGTERM, then start on the same port)', () => {
@@ -52,10 +42,10 @@ describe('reconnection after a server restart', () => {
     let resubscribed;
 
     before(async () => {
-      const k = kit({ after: () => {} }, { port: server.port, auth });
+      const k = env.kit({ after: () => {} });
       ann = track(await k.connected({ user: { id: 'ann', info: { name: 'Ann' } } }));
       bob = track(await k.connected({ user: { id: 'bob', info: { name: 'Bob' } } }));
-      echo = k.echo({ auth });
+      echo = k.echo();
       track(echo.connector.pusher);
       annFirst = ann.connection.socket_id;
       bobFirst = bob.connection.socket_id;
@@ -74,8 +64,8 @@ describe('reconnection after a server restart', () => {
       resubscribed = Promise.all([cPub, cPriv, cPres, bob.channel(channels.pres), echoChannel]
         .map((c) => waitEvent(c, 'pusher:subscription_succeeded', { timeout: RECONNECT_TIMEOUT })));
 
-      await server.stop();
-      await server.start();
+      await env.server.stop();
+      await env.server.start();
       await Promise.all([ann, bob, echo.connector.pusher].map((p) => waitState(p, 'connected', RECONNECT_TIMEOUT)));
       await resubscribed;
     });
@@ -104,7 +94,7 @@ describe('reconnection after a server restart', () => {
 
     it('public, private and presence channels are subscribed again and receive events', async () => {
       const rec = [channels.pub, channels.priv, channels.pres].map((n) => recordChannel(ann.channel(n)));
-      await sdk.trigger([channels.pub, channels.priv, channels.pres], 'after-restart', { ok: 1 });
+      await env.sdk.trigger([channels.pub, channels.priv, channels.pres], 'after-restart', { ok: 1 });
       for (const r of rec) {
         await r.count(1);
         assert.deepEqual(r.items.map((e) => [e.event, e.data]), [['after-restart', { ok: 1 }]]);
@@ -117,29 +107,27 @@ describe('reconnection after a server restart', () => {
       assert.equal(ch.members.count, 2);
       assert.deepEqual(ch.members.me, { id: 'ann', info: { name: 'Ann' } });
       assert.deepEqual(ch.members.get('bob'), { id: 'bob', info: { name: 'Bob' } });
-      assert.deepEqual(await getJson(sdk, `/channels/${channels.pres}/users`), { users: [{ id: 'ann' }, { id: 'bob' }] });
+      assert.deepEqual(await getJson(env.sdk, `/channels/${channels.pres}/users`), { users: [{ id: 'ann' }, { id: 'bob' }] });
     });
 
     it('the Laravel Echo listener keeps working', async () => {
-      await sdk.trigger(`private-${channels.echo}`, 'Tick', { n: 2 });
+      await env.sdk.trigger(`private-${channels.echo}`, 'Tick', { n: 2 });
       assert.deepEqual(await echoGot.next(), { n: 2 });
       assert.equal(echo.connectionStatus(), 'connected');
     });
   });
 
   it('pusher-js also recovers from a crash (SIGKILL, no close frame)', async (t) => {
-    const k = kit(t, { port: server.port, auth });
-    const p = await k.connected();
     const name = uid('crash-');
-    const [ch] = await subscribed(p, name);
+    const { p, ch } = await env.kit(t).subscriber(name);
     const first = p.connection.socket_id;
     const resub = waitEvent(ch, 'pusher:subscription_succeeded', { timeout: RECONNECT_TIMEOUT });
-    await server.stop('SIGKILL');
-    await server.start();
+    await env.server.stop('SIGKILL');
+    await env.server.start();
     await resub;
     assert.notEqual(p.connection.socket_id, first);
     const got = waitEvent(ch, 'alive');
-    await sdk.trigger(name, 'alive', { after: 'crash' });
+    await env.sdk.trigger(name, 'alive', { after: 'crash' });
     assert.deepEqual(await got, { after: 'crash' });
   });
 });

@@ -129,7 +129,7 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
             },
         );
     }
-    subscription_count::changed(&session.state, &app, &channel, joined.subscription_count).await;
+    subscription_count::changed(&session.state, &app, &channel).await;
     Ok(())
 }
 

@@ -46,5 +46,5 @@ pub async fn leave(session: &mut Session, channel: &str) {
             },
         );
     }
-    subscription_count::changed(&session.state, &app, channel, left.subscription_count).await;
+    subscription_count::changed(&session.state, &app, channel).await;
 }

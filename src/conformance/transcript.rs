@@ -23,6 +23,14 @@ pub struct Header {
     pub app: Option<AppOverrides>,
     #[serde(default)]
     pub uses_second_app: bool,
+    /// `false` for scenarios whose frames may legitimately differ between runs (races the
+    /// steps match loosely): they are checked but not snapshotted.
+    #[serde(default = "yes")]
+    pub snapshot: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Header {

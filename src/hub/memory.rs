@@ -198,7 +198,6 @@ impl Adapter for MemoryAdapter {
             },
             cached,
             first_cache_miss,
-            subscription_count: ch.subscribers.len(),
         };
         // Queued while the channel is still locked, so no publish can overtake them.
         for frame in first_frames(&joined) {
@@ -218,7 +217,6 @@ impl Adapter for MemoryAdapter {
         let mut left = Left {
             vacated: ch.subscribers.is_empty(),
             member_removed: None,
-            subscription_count: ch.subscribers.len(),
         };
         if let Some(user_id) = sub.user_id {
             if let Some(member) = ch.members.get_mut(&user_id) {
@@ -473,24 +471,21 @@ mod tests {
             hub.unsubscribe("a", "presence-x", "1.1").await,
             Left {
                 vacated: false,
-                member_removed: None,
-                subscription_count: 2
+                member_removed: None
             }
         );
         assert_eq!(
             hub.unsubscribe("a", "presence-x", "1.2").await,
             Left {
                 vacated: false,
-                member_removed: Some("u".into()),
-                subscription_count: 1
+                member_removed: Some("u".into())
             }
         );
         assert_eq!(
             hub.unsubscribe("a", "presence-x", "1.3").await,
             Left {
                 vacated: true,
-                member_removed: Some("v".into()),
-                subscription_count: 0
+                member_removed: Some("v".into())
             }
         );
         assert!(hub.channels("a").await.is_empty());

@@ -34,8 +34,6 @@ pub struct Joined {
     /// Cache channels: nothing is cached and no earlier subscriber has been told so since the
     /// cache emptied, so this miss is worth one `cache_miss` webhook.
     pub first_cache_miss: bool,
-    /// Subscribers after the join.
-    pub subscription_count: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,8 +48,6 @@ pub struct Left {
     pub vacated: bool,
     /// Presence: the user id whose last connection this was.
     pub member_removed: Option<String>,
-    /// Subscribers after the leave.
-    pub subscription_count: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

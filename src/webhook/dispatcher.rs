@@ -33,6 +33,8 @@ enum HeldKey {
 
 struct Held {
     due: Instant,
+    /// Emission order, so held events that fall due together keep it.
+    seq: u64,
     app: Arc<AppConfig>,
     event: WebhookEvent,
 }
@@ -59,6 +61,7 @@ pub async fn run(
     let mut ready: Vec<(Arc<AppConfig>, WebhookEvent)> = Vec::new();
     let mut ready_since: Option<Instant> = None;
     let mut open = true;
+    let mut seq: u64 = 0;
 
     while open || !held.is_empty() || !ready.is_empty() {
         let next_due = held.values().map(|h| h.due).min();
@@ -66,24 +69,28 @@ pub async fn run(
         let wake = [next_due, flush_at].into_iter().flatten().min();
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some((app, event)) => accept(&mut held, &mut ready, app, event, grace),
+                Some((app, event)) => {
+                    seq += 1;
+                    accept(&mut held, &mut ready, app, event, grace, seq);
+                }
                 // The server is going away: what was held is final now.
                 None => {
                     open = false;
-                    for (_, h) in held.drain() {
-                        ready.push((h.app, h.event));
-                    }
+                    let mut rest: Vec<Held> = held.drain().map(|(_, h)| h).collect();
+                    rest.sort_unstable_by_key(|h| h.seq);
+                    ready.extend(rest.into_iter().map(|h| (h.app, h.event)));
                 }
             },
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
         }
         let now = Instant::now();
-        let due: Vec<HeldKey> = held
+        let mut due: Vec<(u64, HeldKey)> = held
             .iter()
             .filter(|(_, h)| h.due <= now)
-            .map(|(k, _)| k.clone())
+            .map(|(k, h)| (h.seq, k.clone()))
             .collect();
-        for key in due {
+        due.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, key) in due {
             if let Some(h) = held.remove(&key) {
                 ready.push((h.app, h.event));
             }
@@ -145,11 +152,20 @@ fn accept(
     app: Arc<AppConfig>,
     event: WebhookEvent,
     grace: Duration,
+    seq: u64,
 ) {
     match pairing(&app.id, &event) {
         Pairing::Removal(key) => {
             let due = Instant::now() + grace;
-            held.insert(key, Held { due, app, event });
+            held.insert(
+                key,
+                Held {
+                    due,
+                    seq,
+                    app,
+                    event,
+                },
+            );
         }
         Pairing::Addition(key) if held.remove(&key).is_some() => {}
         Pairing::Addition(_) | Pairing::Unpaired => ready.push((app, event)),
