@@ -30,13 +30,16 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long)]
     host: Option<String>,
+    /// Port to listen on (0 picks a free one).
     #[arg(long)]
     port: Option<String>,
     /// Id of the default (first) app.
     #[arg(long)]
     app_id: Option<String>,
+    /// Key of the default app.
     #[arg(long)]
     app_key: Option<String>,
+    /// Secret of the default app.
     #[arg(long)]
     app_secret: Option<String>,
     /// Largest event data in bytes.

@@ -16,6 +16,15 @@ const PARALLEL: usize = 4;
 async fn every_transcript_passes_and_matches_its_snapshot() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/transcripts");
     let mut transcripts = Transcript::load_dir(&dir).expect("transcripts load");
+    let embedded = Transcript::embedded().expect("embedded transcripts parse");
+    assert_eq!(
+        embedded.iter().map(|t| &t.header.name).collect::<Vec<_>>(),
+        transcripts
+            .iter()
+            .map(|t| &t.header.name)
+            .collect::<Vec<_>>(),
+        "the binary carries exactly the transcripts of the checkout"
+    );
     if let Ok(filter) = std::env::var("POXIDE_CONFORMANCE_FILTER") {
         transcripts.retain(|t| t.header.name.contains(&filter));
     }

@@ -22,16 +22,20 @@ pub struct ConformanceArgs {
     pub key: String,
     #[arg(long, default_value = "secret")]
     pub secret: String,
-    /// Directory of `*.jsonl` transcripts.
-    #[arg(long, default_value = "conformance/transcripts")]
-    pub dir: PathBuf,
+    /// Directory of `*.jsonl` transcripts; the ones built into this binary when absent.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
 }
 
 pub async fn run(args: ConformanceArgs) -> ExitCode {
-    let transcripts = match Transcript::load_dir(&args.dir) {
+    let loaded = match &args.dir {
+        Some(dir) => Transcript::load_dir(dir),
+        None => Transcript::embedded(),
+    };
+    let transcripts = match loaded {
         Ok(t) => t,
         Err(e) => {
             eprintln!("poxide conformance: {e}");

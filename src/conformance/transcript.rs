@@ -363,6 +363,19 @@ impl Transcript {
         })
     }
 
+    /// The transcripts built into this binary.
+    pub fn embedded() -> Result<Vec<Transcript>, String> {
+        mod files {
+            include!(concat!(env!("OUT_DIR"), "/transcripts.rs"));
+        }
+        files::TRANSCRIPTS
+            .iter()
+            .map(|(name, text)| {
+                Transcript::parse(Path::new(name), text).map_err(|e| format!("{name}: {e}"))
+            })
+            .collect()
+    }
+
     /// Every `*.jsonl` in `dir`, sorted by name.
     pub fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
