@@ -22,10 +22,6 @@ impl ShutdownTrigger {
     pub fn trigger(&self) {
         self.tx.send_replace(true);
     }
-
-    pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
-    }
 }
 
 impl Shutdown {

@@ -41,10 +41,6 @@ pub struct CloseSignal {
 }
 
 impl CloseSignal {
-    pub fn reason(&self) -> Option<&CloseError> {
-        self.reason.get()
-    }
-
     /// Resolves once a close has been requested.
     pub async fn requested(&self) -> &CloseError {
         loop {
