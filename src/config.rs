@@ -364,6 +364,42 @@ impl Config {
                 "at least 1 second: pusher-js refuses a zero activity timeout",
             );
         }
+        // Larger values would overflow the clock arithmetic, and are mistakes anyway.
+        const DAY_MS: u128 = 86_400_000;
+        let d = &self.webhook_delivery;
+        let mut durations: Vec<(String, u128)> = vec![
+            ("activity_timeout".into(), self.activity_timeout.as_millis()),
+            ("pong_timeout_ms".into(), self.pong_timeout.as_millis()),
+            ("webhook_delivery.grace_ms".into(), d.grace_ms.into()),
+            ("webhook_delivery.batch_ms".into(), d.batch_ms.into()),
+            (
+                "webhook_delivery.request_timeout_ms".into(),
+                d.request_timeout_ms.into(),
+            ),
+            (
+                "webhook_delivery.retry_initial_ms".into(),
+                d.retry_initial_ms.into(),
+            ),
+            (
+                "webhook_delivery.retry_window_ms".into(),
+                d.retry_window_ms.into(),
+            ),
+        ];
+        for (i, app) in self.apps.iter().enumerate() {
+            durations.push((
+                format!("apps[{i}].authorization_timeout_ms"),
+                app.authorization_timeout_ms.into(),
+            ));
+            durations.push((
+                format!("apps[{i}].cache_ttl_seconds"),
+                u128::from(app.cache_ttl_seconds) * 1000,
+            ));
+        }
+        for (key, ms) in durations {
+            if ms > DAY_MS {
+                return invalid(key, format!("{ms} ms"), "at most one day");
+            }
+        }
         if self.outbox_capacity == 0 {
             return invalid("outbox_capacity".into(), "0".into(), "a positive integer");
         }
@@ -605,6 +641,12 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid value for apps[0].secret: \"\" (a non-empty string)"
+        );
+
+        let err = Config::from_toml("activity_timeout = 18446744073709551615").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for activity_timeout: \"18446744073709551615000 ms\" (at most one day)"
         );
 
         let err = Config::from_toml("prot = 1").unwrap_err().to_string();

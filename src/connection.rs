@@ -71,7 +71,7 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
     }
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
-    let frame_limit = app.payload_limit + ENVELOPE_ALLOWANCE;
+    let frame_limit = app.payload_limit.saturating_add(ENVELOPE_ALLOWANCE);
     outbox.send(frame::connection_established(
         outbox.socket_id(),
         activity_timeout.as_secs(),
