@@ -41,24 +41,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/poxide-client-tests.XXXXXX")"
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 CONFIG="$WORK/poxide.toml"
 SERVER_LOG="$WORK/poxide.log"
-cat >"$CONFIG" <<EOF
-host = "127.0.0.1"
-port = $PORT
-
-# The default app (as poxide's built-in defaults).
-[[apps]]
-id = "app_id"
-key = "app_key"
-secret = "secret"
-client_events = true
-
-# A second app with other credentials; numeric id because the Python SDK only accepts those.
-[[apps]]
-id = "424242"
-key = "app2_key"
-secret = "app2_secret"
-client_events = true
-EOF
+{ printf 'host = "127.0.0.1"\nport = %s\n\n' "$PORT"; cat "$JS/apps.toml"; } >"$CONFIG"
 
 SERVER_PID=""
 stop_server() {

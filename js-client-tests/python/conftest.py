@@ -26,21 +26,9 @@ APP_ID, APP_KEY, APP_SECRET = "424242", "app2_key", "app2_secret"
 # Same bytes as MASTER_KEY_B64 in lib/helpers.mjs.
 MASTER_KEY_B64 = base64.b64encode(bytes((i * 7 + 3) & 0xFF for i in range(32))).decode()
 
-CONFIG = """host = "127.0.0.1"
-port = {port}
-
-[[apps]]
-id = "app_id"
-key = "app_key"
-secret = "secret"
-client_events = true
-
-[[apps]]
-id = "424242"
-key = "app2_key"
-secret = "app2_secret"
-client_events = true
-"""
+def _config(port):
+    """The same apps as the CI script's server (../apps.toml), on `port`."""
+    return f'host = "{HOST}"\nport = {port}\n\n' + (JS_ROOT / "apps.toml").read_text()
 
 
 def uid(prefix=""):
@@ -76,7 +64,7 @@ def poxide_port():
     binary = os.environ.get("POXIDE_BIN", str(REPO_ROOT / "target" / "release" / "poxide"))
     port = _free_port()
     cfg = Path(tempfile.mkdtemp(prefix="poxide-py-")) / "poxide.toml"
-    cfg.write_text(CONFIG.format(port=port))
+    cfg.write_text(_config(port))
     # Drop the variables poxide reads as overrides, so the config file is what counts.
     env = {k: v for k, v in os.environ.items()
            if k not in ("PORT", "PAYLOAD_LIMIT", "ACTIVITY_TIMEOUT", "WEB_HOOK")
