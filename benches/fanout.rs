@@ -5,13 +5,15 @@
 //!
 //! `cargo bench --bench fanout` (env: SUBSCRIBERS, EVENTS, PAYLOAD_BYTES)
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use futures_util::{SinkExt, StreamExt};
-use poxide::signature;
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -69,39 +71,15 @@ async fn main() {
     }
     ready.wait().await;
 
-    let http = reqwest::Client::new();
-    let endpoint = format!("http://{}/apps/app_id/events", server.addr);
+    let api = common::Api::new(&format!("http://{}", server.addr));
     let cpu_before = server.cpu_seconds();
     let filler = "x".repeat(payload);
     let start = Instant::now();
     for _ in 0..events {
         let data = format!("{}:{filler}", micros_since_epoch());
-        let body =
-            serde_json::json!({"name": "tick", "channel": "bench", "data": data}).to_string();
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let params = signature::sign_rest_request(
-            "app_key",
-            "secret",
-            "POST",
-            "/apps/app_id/events",
-            timestamp,
-            body.as_bytes(),
-            &[],
-        );
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter())
-            .finish();
-        let response = http
-            .post(format!("{endpoint}?{query}"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        let body = serde_json::json!({"name": "tick", "channel": "bench", "data": data});
+        let (status, _) = api.call("POST", "/apps/app_id/events", Some(&body)).await;
+        assert_eq!(status, 200);
     }
     let published = start.elapsed();
 
