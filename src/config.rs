@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::IpAddr, path::Path, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A configuration value that cannot be used. Printed as one line naming the key.
@@ -25,7 +25,7 @@ pub enum ConfigError {
 }
 
 /// One Pusher application: credentials and per-app limits.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppConfig {
     pub id: String,
@@ -56,7 +56,7 @@ pub struct AppConfig {
 }
 
 /// One webhook receiver.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTarget {
     pub url: String,

@@ -116,16 +116,7 @@ impl ClientFrame {
                 Ok(ClientFrame::Subscribe(SubscribeRequest {
                     channel: required_channel(data.channel)?,
                     auth: loose_string(data.auth),
-                    channel_data: match data.channel_data {
-                        Some(serde_json::Value::String(s)) => Some(s),
-                        Some(serde_json::Value::Null) | None => None,
-                        Some(_) => {
-                            return Err(FrameError::WrongType {
-                                field: "data.channel_data",
-                                expected: "a JSON-encoded string",
-                            })
-                        }
-                    },
+                    channel_data: encoded_string(data.channel_data, "data.channel_data")?,
                 }))
             }
             "pusher:unsubscribe" => {
@@ -138,16 +129,7 @@ impl ClientFrame {
                 let data = channel_data(envelope.data)?;
                 Ok(ClientFrame::Signin(SigninRequest {
                     auth: loose_string(data.auth),
-                    user_data: match data.user_data {
-                        Some(serde_json::Value::String(s)) => Some(s),
-                        Some(serde_json::Value::Null) | None => None,
-                        Some(_) => {
-                            return Err(FrameError::WrongType {
-                                field: "data.user_data",
-                                expected: "a JSON-encoded string",
-                            })
-                        }
-                    },
+                    user_data: encoded_string(data.user_data, "data.user_data")?,
                 }))
             }
             e if e.starts_with("pusher:") || e.starts_with("pusher_internal:") => {
@@ -176,6 +158,22 @@ fn channel_data(data: Option<&RawValue>) -> Result<ChannelData, FrameError> {
         return Err(wrong);
     }
     serde_json::from_str(raw.get()).map_err(|_| wrong)
+}
+
+/// A field that must hold JSON text as a string (`channel_data`, `user_data`); absent or null is
+/// `None`.
+fn encoded_string(
+    value: Option<serde_json::Value>,
+    field: &'static str,
+) -> Result<Option<String>, FrameError> {
+    match value {
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Null) | None => Ok(None),
+        Some(_) => Err(FrameError::WrongType {
+            field,
+            expected: "a JSON-encoded string",
+        }),
+    }
 }
 
 fn required_channel(value: Option<serde_json::Value>) -> Result<String, FrameError> {

@@ -38,43 +38,14 @@ pub fn config_for(transcript: &Transcript) -> Config {
     if let Some(ms) = o.pong_timeout_ms {
         config.pong_timeout = Duration::from_millis(ms);
     }
-    let app = &mut config.apps[0];
-    if let Some(v) = o.client_events {
-        app.client_events = v;
-    }
-    if let Some(v) = o.payload_limit {
-        app.payload_limit = v;
-    }
-    if o.max_connections.is_some() {
-        app.max_connections = o.max_connections;
-    }
-    if let Some(v) = o.max_presence_members {
-        app.max_presence_members = v;
-    }
-    if let Some(v) = o.max_user_info_bytes {
-        app.max_user_info_bytes = v;
-    }
-    if let Some(v) = o.max_channel_name_length {
-        app.max_channel_name_length = v;
-    }
-    if let Some(v) = o.client_event_rate {
-        app.client_event_rate = v;
-    }
-    if let Some(v) = o.cache_ttl_seconds {
-        app.cache_ttl_seconds = v;
-    }
-    if let Some(v) = o.subscription_count {
-        app.subscription_count = v;
-    }
-    if let Some(v) = o.watchlist_events {
-        app.watchlist_events = v;
-    }
-    if let Some(v) = o.authorized_connections {
-        app.authorized_connections = v;
-    }
-    if let Some(v) = o.authorization_timeout_ms {
-        app.authorization_timeout_ms = v;
-    }
+    // The app settings are merged into the default app as the config file would set them, so
+    // a misspelt or unknown key fails the same way.
+    let mut app = serde_json::to_value(&config.apps[0]).expect("app config serializes");
+    app.as_object_mut()
+        .expect("app config is an object")
+        .extend(o.app);
+    config.apps[0] = serde_json::from_value(app)
+        .unwrap_or_else(|e| panic!("{}: bad app settings: {e}", transcript.header.name));
     config
 }
 

@@ -41,24 +41,14 @@ impl Header {
     }
 }
 
-/// Settings a scenario changes on the default app (or server-wide, for the timeouts).
+/// Settings a scenario changes: the two server-wide timeouts, and any `AppConfig` setting of the
+/// default app (by its config-file name).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AppOverrides {
-    pub client_events: Option<bool>,
     pub activity_timeout: Option<u64>,
     pub pong_timeout_ms: Option<u64>,
-    pub payload_limit: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub max_presence_members: Option<usize>,
-    pub max_user_info_bytes: Option<usize>,
-    pub max_channel_name_length: Option<usize>,
-    pub client_event_rate: Option<u32>,
-    pub cache_ttl_seconds: Option<u64>,
-    pub subscription_count: Option<bool>,
-    pub watchlist_events: Option<bool>,
-    pub authorized_connections: Option<bool>,
-    pub authorization_timeout_ms: Option<u64>,
+    #[serde(flatten)]
+    pub app: serde_json::Map<String, Value>,
 }
 
 /// Which of the two apps a step talks to.

@@ -426,6 +426,16 @@ mod tests {
         out
     }
 
+    /// Publishes `ev` with data `d` to a cache channel of app `a`.
+    async fn publish_cached(hub: &MemoryAdapter, channel: &str, ttl_seconds: u64) {
+        let entry = CacheEntry {
+            data: "d",
+            ttl_seconds,
+        };
+        hub.publish("a", channel, Frame::from("ev"), None, Some(entry))
+            .await;
+    }
+
     async fn join(
         hub: &MemoryAdapter,
         ch: &str,
@@ -537,17 +547,7 @@ mod tests {
     #[tokio::test]
     async fn cache_survives_an_empty_channel_and_is_replayed() {
         let hub = MemoryAdapter::new();
-        hub.publish(
-            "a",
-            "cache-x",
-            Frame::from("ev"),
-            None,
-            Some(CacheEntry {
-                data: "d",
-                ttl_seconds: 60,
-            }),
-        )
-        .await;
+        publish_cached(&hub, "cache-x", 60).await;
         assert!(hub.channels("a").await.is_empty());
         assert_eq!(
             hub.cached_event("a", "cache-x").await.map(|c| c.data),
@@ -576,17 +576,7 @@ mod tests {
                 .unwrap()
                 .first_cache_miss
         );
-        hub.publish(
-            "a",
-            "cache-x",
-            Frame::from("ev"),
-            None,
-            Some(CacheEntry {
-                data: "d",
-                ttl_seconds: 0,
-            }),
-        )
-        .await;
+        publish_cached(&hub, "cache-x", 0).await;
         // Expired at once: empty again, so the next subscriber's miss is news.
         assert!(
             join(&hub, "cache-x", &s3, None, 100)
@@ -600,13 +590,7 @@ mod tests {
     async fn expired_cache_channels_without_subscribers_are_swept() {
         let hub = MemoryAdapter::new();
         for i in 0..CACHE_SWEEP_EVERY {
-            let channel = format!("cache-{i}");
-            let entry = CacheEntry {
-                data: "d",
-                ttl_seconds: 0,
-            };
-            hub.publish("a", &channel, Frame::from("ev"), None, Some(entry))
-                .await;
+            publish_cached(&hub, &format!("cache-{i}"), 0).await;
         }
         assert_eq!(hub.app("a").channels.len(), 0);
     }
