@@ -53,6 +53,11 @@ pub struct AppConfig {
     /// Close connections that neither sign in nor subscribe to an authorized channel in time.
     pub authorized_connections: bool,
     pub authorization_timeout_ms: u64,
+    /// Channels one connection may be subscribed to at once.
+    pub max_channels_per_connection: usize,
+    /// Subscribes and unsubscribes per second per connection, after a burst as large as
+    /// `max_channels_per_connection` (a reconnecting client resubscribes everything at once).
+    pub subscription_rate: u32,
 }
 
 /// One webhook receiver.
@@ -144,6 +149,8 @@ impl Default for AppConfig {
             watchlist_events: true,
             authorized_connections: false,
             authorization_timeout_ms: 30_000,
+            max_channels_per_connection: 1000,
+            subscription_rate: 50,
         }
     }
 }
@@ -159,6 +166,16 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Frames a connection may have queued before it is closed with 4100.
     pub outbox_capacity: usize,
+    /// Bytes a connection may have queued before it is closed with 4100.
+    pub outbox_bytes: usize,
+    /// A connection with unwritten frames whose peer takes none of them for this long is
+    /// dropped: it is not reading.
+    pub write_timeout: Duration,
+    /// Deadline for each HTTP request head, from the moment the server waits for it; it also
+    /// ends idle keep-alive connections.
+    pub http_header_timeout: Duration,
+    /// Deadline for reading a REST request body.
+    pub http_body_timeout: Duration,
     pub webhook_delivery: WebhookDelivery,
     pub apps: Vec<AppConfig>,
 }
@@ -171,6 +188,10 @@ impl Default for Config {
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
             outbox_capacity: 1024,
+            outbox_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(30),
+            http_header_timeout: Duration::from_secs(30),
+            http_body_timeout: Duration::from_secs(30),
             webhook_delivery: WebhookDelivery::default(),
             apps: vec![AppConfig::default()],
         }
@@ -186,6 +207,10 @@ struct FileConfig {
     activity_timeout: Option<u64>,
     pong_timeout_ms: Option<u64>,
     outbox_capacity: Option<usize>,
+    outbox_bytes: Option<usize>,
+    write_timeout_ms: Option<u64>,
+    http_header_timeout_ms: Option<u64>,
+    http_body_timeout_ms: Option<u64>,
     webhook_delivery: Option<WebhookDelivery>,
     apps: Option<Vec<AppConfig>>,
 }
@@ -335,6 +360,18 @@ impl Config {
         if let Some(capacity) = file.outbox_capacity {
             config.outbox_capacity = capacity;
         }
+        if let Some(bytes) = file.outbox_bytes {
+            config.outbox_bytes = bytes;
+        }
+        for (value, setting) in [
+            (file.write_timeout_ms, &mut config.write_timeout),
+            (file.http_header_timeout_ms, &mut config.http_header_timeout),
+            (file.http_body_timeout_ms, &mut config.http_body_timeout),
+        ] {
+            if let Some(ms) = value {
+                *setting = Duration::from_millis(ms);
+            }
+        }
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
         }
@@ -370,6 +407,15 @@ impl Config {
         let mut durations: Vec<(String, u128)> = vec![
             ("activity_timeout".into(), self.activity_timeout.as_millis()),
             ("pong_timeout_ms".into(), self.pong_timeout.as_millis()),
+            ("write_timeout_ms".into(), self.write_timeout.as_millis()),
+            (
+                "http_header_timeout_ms".into(),
+                self.http_header_timeout.as_millis(),
+            ),
+            (
+                "http_body_timeout_ms".into(),
+                self.http_body_timeout.as_millis(),
+            ),
             ("webhook_delivery.grace_ms".into(), d.grace_ms.into()),
             ("webhook_delivery.batch_ms".into(), d.batch_ms.into()),
             (
@@ -400,8 +446,22 @@ impl Config {
                 return invalid(key, format!("{ms} ms"), "at most one day");
             }
         }
-        if self.outbox_capacity == 0 {
-            return invalid("outbox_capacity".into(), "0".into(), "a positive integer");
+        for (key, value) in [
+            ("outbox_capacity", self.outbox_capacity),
+            ("outbox_bytes", self.outbox_bytes),
+            ("write_timeout_ms", self.write_timeout.as_millis() as usize),
+            (
+                "http_header_timeout_ms",
+                self.http_header_timeout.as_millis() as usize,
+            ),
+            (
+                "http_body_timeout_ms",
+                self.http_body_timeout.as_millis() as usize,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(key.into(), "0".into(), "a positive integer");
+            }
         }
         let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
         for (i, app) in self.apps.iter().enumerate() {
@@ -444,6 +504,11 @@ impl Config {
                 ("max_channel_name_length", app.max_channel_name_length),
                 ("max_event_name_length", app.max_event_name_length),
                 ("client_event_rate", app.client_event_rate as usize),
+                (
+                    "max_channels_per_connection",
+                    app.max_channels_per_connection,
+                ),
+                ("subscription_rate", app.subscription_rate as usize),
             ] {
                 if value == 0 {
                     return invalid(key(name), "0".into(), "a positive integer");

@@ -1,11 +1,14 @@
-//! One WebSocket connection from handshake to close: the socket id, the outgoing queue, reading
-//! and dispatching frames, liveness (server pings after `activity_timeout` of silence, 4201 when
-//! no answer comes), and closing with the right code.
+//! One client connection from handshake to close, whatever its transport: the socket id, the
+//! outgoing queue, reading and dispatching frames, liveness (server pings after
+//! `activity_timeout` of silence, 4201 when no answer comes), and closing with the right code.
+//!
+//! Reading, writing and the timers are one `select!` over cancel-safe steps, so a client that
+//! stops reading cannot stop the rest: its close signal, liveness and authorization deadlines
+//! still fire while a write is blocked, and a write that makes no progress for
+//! `write_timeout` ends the connection.
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::{SinkExt, StreamExt};
-use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use tokio::time::{sleep_until, Instant};
 
 use crate::{
@@ -13,129 +16,171 @@ use crate::{
     config::AppConfig,
     error::{CloseError, FrameError},
     frame::{self, ClientFrame},
-    server::ServerState,
     session::Session,
     socket::{new_socket_id, Outbox},
+    state::ServerState,
+    transport::{flush, Received, Sink, Source},
 };
 
 /// Bytes a text frame may carry beyond the payload limit, for the envelope around `data`.
 const ENVELOPE_ALLOWANCE: usize = 1024;
 
-/// Most frames written before one flush.
-const WRITE_BATCH: usize = 64;
+/// Most frames moved from the queue to the transport per wake-up.
+const PULL_BATCH: usize = 64;
+
+/// Frames stay in the bounded queue (where they count against the 4100 bound) while the
+/// transport has this much unwritten.
+const SINK_HIGH_WATER: usize = 64 * 1024;
 
 /// How long a closing connection may take to flush its last frames and see the peer's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Closes a freshly upgraded socket at once: the handshake itself was refused.
-pub async fn refuse(mut ws: WebSocketStream, reason: CloseError) {
-    let _ = ws
-        .send(Message::Text(
-            frame::error(&reason.to_string(), Some(reason.code())).to_string(),
-        ))
-        .await;
-    let _ = ws.send(close_message(&reason)).await;
-    drain_until_closed(ws).await;
+/// Largest text frame handled as a Pusher message for an app with this payload limit; larger
+/// ones get a `pusher:error`.
+pub fn frame_limit(payload_limit: usize) -> usize {
+    payload_limit.saturating_add(ENVELOPE_ALLOWANCE)
 }
 
-fn close_message(reason: &CloseError) -> Message {
-    Message::Close(Some((CloseCode::from(reason.code()), reason.to_string())))
+/// Largest message the transport assembles at all; beyond it the connection is closed with
+/// 1009 before the message is buffered. Twice the frame limit, so a message a little too large
+/// still gets the friendlier `pusher:error`.
+pub fn message_cap(payload_limit: usize) -> usize {
+    frame_limit(payload_limit).saturating_mul(2)
 }
 
-/// Reads until the peer acknowledges the close (or goes away), so the close frame is not lost to
-/// a TCP reset.
-async fn drain_until_closed<S>(mut stream: S)
-where
-    S: StreamExt<Item = std::io::Result<Message>> + Unpin,
-{
+/// How a connection's loop ended.
+enum End {
+    /// The server decided: send `pusher:error` (unless over capacity) and close with the code.
+    Close(CloseError),
+    /// The client sent its close frame.
+    PeerClosed,
+    /// The client broke the transport's rules.
+    Violation(u16, &'static str),
+    /// Nothing can be written any more: the socket is gone or does not drain.
+    Gone,
+}
+
+/// Closes a new connection at once: the handshake itself was refused.
+pub async fn refuse(source: impl Source, mut sink: impl Sink, reason: CloseError) {
+    sink.push(&frame::error(&reason.to_string(), Some(reason.code())));
+    sink.push_close(reason.code(), &reason.to_string());
+    finish(source, sink).await;
+}
+
+/// Writes what is left and waits for the peer's close, so the close frame is not lost to a TCP
+/// reset; bounded, since the peer may not be reading at all.
+async fn finish(mut source: impl Source, mut sink: impl Sink) {
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(msg)) = stream.next().await {
-            if msg.is_close() {
-                break;
+        if flush(&mut sink).await.is_ok() {
+            loop {
+                match source.recv().await {
+                    Received::Closed(_) | Received::Gone | Received::Violation { .. } => break,
+                    _ => {}
+                }
             }
         }
     })
     .await;
 }
 
-pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppConfig>) {
-    let _live = state.connection_guard();
-    let (outbox, mut queue) = Outbox::new(new_socket_id(), state.config.outbox_capacity);
+pub async fn serve(
+    mut source: impl Source,
+    mut sink: impl Sink,
+    state: Arc<ServerState>,
+    app: Arc<AppConfig>,
+) {
+    let (outbox, mut queue) = Outbox::new(new_socket_id(), state.outbox_bounds());
     if state
         .adapter
         .add_socket(&app.id, &outbox, app.max_connections)
         .await
         .is_err()
     {
-        return refuse(ws, CloseError::OverConnectionQuota).await;
+        return refuse(source, sink, CloseError::OverConnectionQuota).await;
     }
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
-    let frame_limit = app.payload_limit.saturating_add(ENVELOPE_ALLOWANCE);
+    let write_timeout = state.config.write_timeout;
+    let frame_limit = frame_limit(app.payload_limit);
     outbox.send(frame::connection_established(
         outbox.socket_id(),
         activity_timeout.as_secs(),
     ));
 
-    let mut shutdown = state.shutdown.clone();
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
-    let (mut sink, mut stream) = ws.split();
     let mut deadline = Instant::now() + activity_timeout;
     let mut awaiting_pong = false;
     let authorization_deadline =
         Instant::now() + Duration::from_millis(app.authorization_timeout_ms);
+    // Set while the transport has unwritten bytes: when the peer must have taken some.
+    let mut stalled_at: Option<Instant> = None;
 
-    let reason: Option<CloseError> = loop {
+    let end = loop {
+        match (sink.backlog() > 0, stalled_at) {
+            (false, _) => stalled_at = None,
+            (true, None) => stalled_at = Some(Instant::now() + write_timeout),
+            (true, Some(_)) => {}
+        }
+        let backlog = sink.backlog();
         tokio::select! {
             biased;
-            reason = outbox.close_signal().requested() => break Some(reason.clone()),
-            _ = shutdown.wait() => break Some(CloseError::ShuttingDown),
-            Some(out) = queue.recv() => {
-                // Whatever else is already queued goes out in the same flush: one write for a
-                // burst instead of one per frame.
-                let write = async {
-                    sink.feed(Message::Text(out.to_string())).await?;
-                    for _ in 1..WRITE_BATCH {
-                        match queue.try_recv() {
-                            Ok(next) => sink.feed(Message::Text(next.to_string())).await?,
-                            Err(_) => break,
-                        }
+            reason = outbox.close_signal().requested() => break End::Close(reason.clone()),
+            _ = state.shutdown.cancelled() => break End::Close(CloseError::ShuttingDown),
+            written = sink.write_some(), if backlog > 0 => match written {
+                Ok(()) => stalled_at = Some(Instant::now() + write_timeout),
+                Err(_) => break End::Gone,
+            },
+            _ = sleep_until(stalled_at.unwrap_or_else(Instant::now)), if stalled_at.is_some() => {
+                tracing::debug!(socket = outbox.socket_id(), "peer stopped reading: closed");
+                break End::Gone;
+            }
+            Some(first) = queue.recv(), if backlog < SINK_HIGH_WATER => {
+                sink.push(&first);
+                // Whatever else is queued goes out in the same vectored write.
+                for _ in 1..PULL_BATCH {
+                    match queue.try_recv() {
+                        Some(next) => sink.push(&next),
+                        None => break,
                     }
-                    sink.flush().await
-                };
-                // A client that stops reading blocks the write; its queue then fills and the
-                // close signal must still win.
-                tokio::select! {
-                    biased;
-                    reason = outbox.close_signal().requested() => break Some(reason.clone()),
-                    written = write => if written.is_err() { break None },
                 }
             }
-            incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break None };
+            received = source.recv() => {
+                let text = match received {
+                    Received::Text(text) => text,
+                    Received::Closed(_) => break End::PeerClosed,
+                    Received::Violation { code, reason } => break End::Violation(code, reason),
+                    Received::Gone => break End::Gone,
+                    other => {
+                        deadline = Instant::now() + activity_timeout;
+                        awaiting_pong = false;
+                        match other {
+                            Received::Binary => session.send_error(&FrameError::BinaryFrame, None),
+                            Received::Ping(payload) => sink.pong(payload),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                };
                 deadline = Instant::now() + activity_timeout;
                 awaiting_pong = false;
-                match message {
-                    Message::Text(text) if text.len() > frame_limit => session.send_error(
+                if text.len() > frame_limit {
+                    session.send_error(
                         &FrameError::FrameTooLarge { size: text.len(), limit: frame_limit },
                         None,
-                    ),
-                    Message::Text(text) => match ClientFrame::parse(&text) {
-                        Ok(parsed) => cmd::apply(&mut session, parsed).await,
-                        Err(error) => session.send_error(&error, None),
-                    },
-                    Message::Binary(_) => session.send_error(&FrameError::BinaryFrame, None),
-                    // tungstenite answers pings itself; both still count as activity.
-                    Message::Ping(_) | Message::Pong(_) => {}
-                    Message::Close(_) => break None,
+                    );
+                    continue;
+                }
+                match ClientFrame::parse(&text) {
+                    Ok(parsed) => cmd::apply(&mut session, parsed).await,
+                    Err(error) => session.send_error(&error, None),
                 }
             }
             _ = sleep_until(authorization_deadline), if app.authorized_connections && !session.authorized => {
-                break Some(CloseError::NotAuthorizedInTime);
+                break End::Close(CloseError::NotAuthorizedInTime);
             }
             _ = sleep_until(deadline) => {
                 if awaiting_pong {
-                    break Some(CloseError::PongNotReceived);
+                    break End::Close(CloseError::PongNotReceived);
                 }
                 outbox.send(frame::ping());
                 awaiting_pong = true;
@@ -150,24 +195,32 @@ pub async fn serve(ws: WebSocketStream, state: Arc<ServerState>, app: Arc<AppCon
         .remove_socket(&app.id, outbox.socket_id())
         .await;
 
-    let Some(reason) = reason else {
-        // The peer closed: complete its closing handshake.
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-        return;
-    };
-    // Bounded: the peer may not be reading at all.
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if reason != CloseError::OverCapacity {
-            // Whatever was queued before the decision still goes out first.
-            while let Ok(out) = queue.try_recv() {
-                sink.send(Message::Text(out.to_string())).await?;
-            }
-            let error = frame::error(&reason.to_string(), Some(reason.code()));
-            sink.send(Message::Text(error.to_string())).await?;
+    match end {
+        End::Gone => {}
+        End::PeerClosed => {
+            sink.push_close(1000, "");
+            finish(source, sink).await;
         }
-        sink.send(close_message(&reason)).await?;
-        drain_until_closed(stream).await;
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+        End::Violation(code, reason) => {
+            tracing::debug!(
+                socket = outbox.socket_id(),
+                code,
+                reason,
+                "protocol violation"
+            );
+            sink.push_close(code, reason);
+            finish(source, sink).await;
+        }
+        End::Close(reason) => {
+            if reason != CloseError::OverCapacity {
+                // Whatever was queued before the decision still goes out first.
+                while let Some(frame) = queue.try_recv() {
+                    sink.push(&frame);
+                }
+                sink.push(&frame::error(&reason.to_string(), Some(reason.code())));
+            }
+            sink.push_close(reason.code(), &reason.to_string());
+            finish(source, sink).await;
+        }
+    }
 }

@@ -108,6 +108,12 @@ pub enum FrameError {
     WatchlistTooLong(usize),
     #[error("Cannot subscribe to {channel}: only a connection signed in as user {user_id} may")]
     NotThatUser { channel: String, user_id: String },
+    #[error(
+        "Cannot subscribe to {channel}: a connection may subscribe to at most {limit} channels"
+    )]
+    TooManyChannels { channel: String, limit: usize },
+    #[error("Subscription rejected due to rate limit: at most {0} subscribes and unsubscribes per second")]
+    SubscriptionRateLimited(u32),
 }
 
 impl FrameError {
@@ -115,7 +121,9 @@ impl FrameError {
     /// 43xx family, and pusher-js only reads codes from close frames, so we follow it.
     pub fn code(&self) -> Option<u16> {
         match self {
-            FrameError::ClientEventRateLimited => Some(4301),
+            FrameError::ClientEventRateLimited | FrameError::SubscriptionRateLimited(_) => {
+                Some(4301)
+            }
             FrameError::WatchlistTooLong(_) => Some(4302),
             _ => None,
         }
@@ -128,7 +136,10 @@ impl FrameError {
             FrameError::Auth(_)
             | FrameError::ReservedChannel(_)
             | FrameError::NotThatUser { .. } => Some(("AuthError", 401)),
-            FrameError::PresenceFull { .. } => Some(("LimitReached", 4100)),
+            FrameError::PresenceFull { .. } | FrameError::TooManyChannels { .. } => {
+                Some(("LimitReached", 4100))
+            }
+            FrameError::SubscriptionRateLimited(_) => Some(("LimitReached", 4301)),
             FrameError::InvalidChannelData(_) | FrameError::MissingParameter(_) => {
                 Some(("InvalidRequest", 400))
             }
@@ -212,6 +223,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("Request body too large: at most {0} bytes are accepted")]
     BodyTooLarge(usize),
+    #[error("Request body not received within {0} ms")]
+    BodyTimeout(u64),
 }
 
 impl ApiError {
@@ -228,6 +241,7 @@ impl ApiError {
             | BodyMd5Missing
             | BadSignature { .. } => 401,
             PayloadTooLarge { .. } | BodyTooLarge(_) => 413,
+            BodyTimeout(_) => 408,
             InvalidBody(_)
             | MissingField(_)
             | InvalidChannelName { .. }

@@ -5,13 +5,68 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::error::FrameError;
+use crate::{error::FrameError, websocket::codec};
 
-/// One serialized server-to-client message, shared by all its recipients.
-pub type Frame = Arc<str>;
+/// One server-to-client message, serialized once and shared by all its recipients: the complete
+/// WebSocket frame (header and JSON text), so a connection writes it without copying.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// Frames a JSON text that has `codec::MAX_HEADER` spare bytes in front of it.
+    fn seal(buf: Vec<u8>) -> Frame {
+        Frame(codec::seal(buf, codec::OP_TEXT))
+    }
+
+    /// The bytes on the wire.
+    pub fn wire(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The JSON text, for transports that carry it in another envelope.
+    pub fn text(&self) -> &str {
+        let payload = &self.0[codec::payload_offset(&self.0)..];
+        // SAFETY: every Frame is built from a `str` (see the constructors below).
+        unsafe { std::str::from_utf8_unchecked(payload) }
+    }
+
+    /// Bytes this frame holds while it is queued.
+    pub fn size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(text: &str) -> Frame {
+        let mut buf = Vec::with_capacity(codec::MAX_HEADER + text.len());
+        buf.resize(codec::MAX_HEADER, 0);
+        buf.extend_from_slice(text.as_bytes());
+        Frame::seal(buf)
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.text()
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({:?})", self.text())
+    }
+}
 
 /// A parsed client-to-server message.
 #[derive(Debug, PartialEq)]
@@ -206,9 +261,15 @@ fn build<D: Serialize + ?Sized>(
         data,
         user_id,
     };
-    serde_json::to_string(&out)
-        .expect("server frames always serialize")
-        .into()
+    Frame::seal(json_after_header(&out))
+}
+
+/// `value` as JSON text, behind room for the frame header.
+fn json_after_header<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(128);
+    buf.resize(codec::MAX_HEADER, 0);
+    serde_json::to_writer(&mut buf, value).expect("server frames always serialize");
+    buf
 }
 
 /// Serializes `value` to a JSON string, for the `data` fields that the protocol string-encodes.
@@ -419,6 +480,12 @@ pub fn cache_miss(channel: &str) -> Frame {
 
 /// An event triggered through the REST API: `data` is the publisher's string, relayed verbatim.
 pub fn channel_event(event: &str, channel: &str, data: &str) -> Frame {
+    build(event, Some(channel), Some(data), None)
+}
+
+/// The same, from `data` as the JSON string literal the publisher sent: its bytes go into the
+/// frame as they are, with no unescaping and escaping again.
+pub fn channel_event_raw(event: &str, channel: &str, data: &RawValue) -> Frame {
     build(event, Some(channel), Some(data), None)
 }
 

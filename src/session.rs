@@ -11,8 +11,8 @@ use crate::{
     config::AppConfig,
     error::FrameError,
     frame::{self, Frame},
-    server::ServerState,
     socket::Outbox,
+    state::ServerState,
 };
 
 pub struct Session {
@@ -22,6 +22,9 @@ pub struct Session {
     /// Channel name → presence user id (for presence channels).
     pub subscriptions: HashMap<String, Option<String>>,
     pub client_event_window: RateWindow,
+    /// Subscribes and unsubscribes, so one connection cannot churn channels (and their
+    /// occupied/vacated webhooks) without limit.
+    pub subscription_bucket: TokenBucket,
     /// Set by a successful `pusher:signin`.
     pub user: Option<SignedIn>,
     /// Signed in or subscribed to a channel that needs authorization (authorized connections).
@@ -37,12 +40,15 @@ pub struct SignedIn {
 impl Session {
     pub fn new(state: Arc<ServerState>, app: Arc<AppConfig>, outbox: Outbox) -> Self {
         let rate = app.client_event_rate;
+        let subscription_bucket =
+            TokenBucket::new(app.max_channels_per_connection, app.subscription_rate);
         Session {
             state,
             app,
             outbox,
             subscriptions: HashMap::new(),
             client_event_window: RateWindow::new(rate, Duration::from_secs(1)),
+            subscription_bucket,
             user: None,
             authorized: false,
         }
@@ -113,6 +119,55 @@ impl RateWindow {
     }
 }
 
+/// A bucket of `capacity` tokens refilled at `per_second`: bursts up to the capacity, then the
+/// rate.
+#[derive(Debug)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    updated: Option<Instant>,
+}
+
+impl TokenBucket {
+    pub fn new(capacity: usize, per_second: u32) -> Self {
+        TokenBucket {
+            capacity: capacity as f64,
+            per_second: f64::from(per_second),
+            tokens: capacity as f64,
+            updated: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.updated {
+            let earned = now.saturating_duration_since(at).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + earned).min(self.capacity);
+        }
+        self.updated = Some(now);
+    }
+
+    /// Takes a token at `now`; false when none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+
+    /// Takes a token if there is one, never refusing.
+    pub fn spend(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+
+    pub fn per_second(&self) -> u32 {
+        self.per_second as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +180,23 @@ mod tests {
         assert_eq!(allowed, 10);
         assert!(!w.allow(start + Duration::from_millis(999)));
         assert!(w.allow(start + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn token_bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(5, 2);
+        assert_eq!((0..10).filter(|_| b.take(start)).count(), 5);
+        assert!(!b.take(start + Duration::from_millis(499)));
+        // One second earns two tokens.
+        let second = start + Duration::from_millis(1000);
+        assert!(b.take(second));
+        assert!(b.take(second));
+        assert!(!b.take(second));
+        b.spend(start + Duration::from_millis(1500));
+        assert!(!b.take(start + Duration::from_millis(1500)));
+        // Never more than the capacity, however long it waits.
+        let later = start + Duration::from_secs(3600);
+        assert_eq!((0..10).filter(|_| b.take(later)).count(), 5);
     }
 }

@@ -8,19 +8,16 @@
 //! count after the last change. Channels over 100 subscribers get at most one update per 5 s;
 //! the deferred update reads the count when it is sent.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use dashmap::DashMap;
-use tokio::sync::Mutex;
+use tokio::{sync::Mutex, time::Instant};
 
 use crate::{
     channel::{Access, ChannelKind},
     config::AppConfig,
     frame,
-    server::ServerState,
+    state::ServerState,
     webhook::WebhookEvent,
 };
 
@@ -37,6 +34,7 @@ pub struct SubscriptionCounts {
 #[derive(Default)]
 struct Throttle {
     last_sent: Option<Instant>,
+    last_count: usize,
     deferred: bool,
 }
 
@@ -60,6 +58,17 @@ pub async fn changed(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &s
         .entry(key.clone())
         .or_default()
         .clone();
+    update(state, app, channel, &lock).await;
+    drop(lock);
+    state.subscription_counts.forget_if_idle(&key);
+}
+
+async fn update(
+    state: &Arc<ServerState>,
+    app: &Arc<AppConfig>,
+    channel: &str,
+    lock: &Arc<Mutex<Throttle>>,
+) {
     let mut throttle = lock.lock().await;
     if throttle.deferred {
         return;
@@ -78,15 +87,35 @@ pub async fn changed(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &s
                 throttle.deferred = false;
                 let count = current(&state, &app, &channel).await;
                 send(&state, &app, &channel, count, &mut throttle).await;
+                drop(throttle);
+                drop(lock);
+                state
+                    .subscription_counts
+                    .forget_if_idle(&(app.id.clone(), channel));
             });
             return;
         }
     }
     send(state, app, channel, count, &mut throttle).await;
-    if count == 0 {
-        drop(throttle);
-        // Nothing left to order; a later subscriber starts afresh.
-        state.subscription_counts.channels.remove(&key);
+}
+
+impl SubscriptionCounts {
+    /// Drops a channel's entry once its last count was 0 and nobody holds its lock. Checked
+    /// under the map's shard lock, through which anyone must pass to get the lock: a
+    /// concurrent change either got it before (and is counted) or creates a fresh entry after,
+    /// so two changes never hold different locks for one channel.
+    fn forget_if_idle(&self, key: &Key) {
+        self.channels.remove_if(key, |_, lock| {
+            Arc::strong_count(lock) == 1
+                && lock
+                    .try_lock()
+                    .is_ok_and(|t| t.last_count == 0 && !t.deferred)
+        });
+    }
+
+    /// Channels whose counts are being ordered or throttled.
+    pub fn tracked(&self) -> usize {
+        self.channels.len()
     }
 }
 
@@ -106,6 +135,7 @@ async fn send(
     throttle: &mut Throttle,
 ) {
     throttle.last_sent = Some(Instant::now());
+    throttle.last_count = count;
     state
         .adapter
         .publish(
@@ -123,4 +153,135 @@ async fn send(
             subscription_count: count,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Config,
+        frame::Frame,
+        hub::{memory::MemoryAdapter, Subscriber},
+        socket::{Bounds, Outbox, Queue},
+    };
+
+    const CHANNEL: &str = "crowd";
+
+    fn server() -> (Arc<ServerState>, Arc<AppConfig>) {
+        let mut config = Config::default();
+        config.apps[0].subscription_count = true;
+        let state = Arc::new(ServerState::new(config, Arc::new(MemoryAdapter::new())));
+        let app = state.apps.by_id("app_id").unwrap().clone();
+        (state, app)
+    }
+
+    fn socket(n: usize) -> (Outbox, Queue) {
+        let bounds = Bounds {
+            frames: 10_000,
+            bytes: 1 << 24,
+        };
+        Outbox::new(format!("1.{n}"), bounds)
+    }
+
+    async fn join(state: &Arc<ServerState>, app: &Arc<AppConfig>, socket: &Outbox) {
+        let sub = Subscriber {
+            socket,
+            member: None,
+            max_members: 100,
+        };
+        state
+            .adapter
+            .subscribe(&app.id, CHANNEL, sub, &|_| Vec::<Frame>::new())
+            .await
+            .unwrap();
+        changed(state, app, CHANNEL).await;
+    }
+
+    async fn leave(state: &Arc<ServerState>, app: &Arc<AppConfig>, socket: &Outbox) {
+        state
+            .adapter
+            .unsubscribe(&app.id, CHANNEL, socket.socket_id())
+            .await;
+        changed(state, app, CHANNEL).await;
+    }
+
+    fn count(n: usize) -> String {
+        frame::subscription_count(CHANNEL, n).to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_100_subscribers_updates_are_throttled_to_one_per_5_seconds() {
+        let (state, app) = server();
+        let (first, mut rx) = socket(0);
+        join(&state, &app, &first).await;
+        assert_eq!(rx.try_recv().unwrap().to_string(), count(1));
+        let mut others = Vec::new();
+        for n in 2..=105 {
+            let (outbox, queue) = socket(n);
+            join(&state, &app, &outbox).await;
+            others.push((outbox, queue));
+            if n <= 100 {
+                assert_eq!(rx.try_recv().unwrap().to_string(), count(n), "at once");
+            }
+        }
+        assert!(rx.try_recv().is_none(), "101..105 are deferred");
+        let deferred_at = Instant::now();
+        // 101..105 came within 5 s of the last update: one update with the final count.
+        assert_eq!(rx.recv().await.unwrap().to_string(), count(105));
+        assert_eq!(deferred_at.elapsed(), LARGE_CHANNEL_INTERVAL);
+        let extra = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+        assert!(extra.is_err(), "no further update: {extra:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_emptied_channel_leaves_nothing_behind_even_after_a_deferred_update() {
+        let (state, app) = server();
+        let sockets: Vec<_> = (0..150).map(socket).collect();
+        for (outbox, _) in &sockets {
+            join(&state, &app, outbox).await;
+        }
+        for (outbox, _) in &sockets {
+            leave(&state, &app, outbox).await;
+        }
+        assert_eq!(
+            state.subscription_counts.tracked(),
+            1,
+            "a deferred update is due"
+        );
+        tokio::time::sleep(LARGE_CHANNEL_INTERVAL * 2).await;
+        assert_eq!(state.subscription_counts.tracked(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_churn_ends_on_the_true_count_and_forgets_the_channel() {
+        let (state, app) = server();
+        let (observer, mut rx) = socket(0);
+        join(&state, &app, &observer).await;
+        let tasks: Vec<_> = (1..=20)
+            .map(|n| {
+                let (state, app) = (state.clone(), app.clone());
+                tokio::spawn(async move {
+                    let (outbox, _queue) = socket(n);
+                    for _ in 0..50 {
+                        join(&state, &app, &outbox).await;
+                        leave(&state, &app, &outbox).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut last = None;
+        while let Some(frame) = rx.try_recv() {
+            last = Some(frame.to_string());
+        }
+        assert_eq!(
+            last,
+            Some(count(1)),
+            "the last update carries the final count"
+        );
+        leave(&state, &app, &observer).await;
+        assert_eq!(state.subscription_counts.tracked(), 0);
+    }
 }

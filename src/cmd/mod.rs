@@ -7,7 +7,9 @@ pub mod signin;
 pub mod subscribe;
 pub mod unsubscribe;
 
-use crate::{frame::ClientFrame, session::Session};
+use std::time::Instant;
+
+use crate::{error::FrameError, frame::ClientFrame, session::Session};
 
 /// Applies one parsed frame; a rejection is reported to the client and the connection goes on.
 pub async fn apply(session: &mut Session, frame: ClientFrame) {
@@ -20,11 +22,17 @@ pub async fn apply(session: &mut Session, frame: ClientFrame) {
         ClientFrame::Pong => Ok(()),
         ClientFrame::Subscribe(request) => {
             let channel = request.channel.clone();
-            subscribe::apply(session, request)
-                .await
-                .map_err(|e| (Some(channel), e))
+            let rate = session.subscription_bucket.per_second();
+            if session.subscription_bucket.take(Instant::now()) {
+                subscribe::apply(session, request).await
+            } else {
+                Err(FrameError::SubscriptionRateLimited(rate))
+            }
+            .map_err(|e| (Some(channel), e))
         }
         ClientFrame::Unsubscribe { channel } => {
+            // Counted but never refused: leaving only frees resources.
+            session.subscription_bucket.spend(Instant::now());
             unsubscribe::leave(session, &channel).await;
             Ok(())
         }

@@ -35,6 +35,12 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
     if session.subscriptions.contains_key(&channel) {
         return Err(FrameError::ExistingSubscription(channel));
     }
+    if session.subscriptions.len() >= session.app.max_channels_per_connection {
+        return Err(FrameError::TooManyChannels {
+            channel,
+            limit: session.app.max_channels_per_connection,
+        });
+    }
     if kind.access == Access::Reserved {
         return subscribe_server_to_user(session, channel);
     }

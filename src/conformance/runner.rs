@@ -515,6 +515,20 @@ impl<'a> Run<'a> {
                 params.push((key.clone(), self.bindings.substitute(&value_text(value))?));
             }
         }
+        if req.sign_overrides {
+            let secret = match &req.secret {
+                Some(s) => self.bindings.substitute(s)?,
+                None => app.secret.clone(),
+            };
+            params.retain(|(k, _)| k != "auth_signature");
+            let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let string_to_sign =
+                signature::rest_string_to_sign(&req.method.to_ascii_uppercase(), &path, pairs);
+            params.push((
+                "auth_signature".into(),
+                signature::sign(&secret, &string_to_sign),
+            ));
+        }
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
             .finish();

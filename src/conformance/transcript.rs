@@ -197,6 +197,9 @@ pub struct RestRequest {
     pub timestamp_offset: i64,
     #[serde(rename = "override", default)]
     pub overrides: Map<String, Value>,
+    /// Sign after the overrides, so the signature is valid and what is tested is the override.
+    #[serde(default)]
+    pub sign_overrides: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@ use std::{
 
 use poem::{FromRequest, Request, RequestBody};
 
-use crate::{config::AppConfig, error::ApiError, server::ServerState, signature};
+use crate::{apps::Apps, config::AppConfig, error::ApiError, signature, state::ServerState};
 
 /// Requests larger than this are refused before they are read whole.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -28,22 +28,48 @@ impl<'a> FromRequest<'a> for Signed {
             .expect("routes carry the server state");
         let app_id = req.raw_path_param("app_id").unwrap_or_default();
         let app_id = percent_encoding::percent_decode_str(app_id).decode_utf8_lossy();
-        let body = read_body(body.take()?).await?;
         let params = query_params(req);
-        let app = authenticate(state, &app_id, req, &params, &body)?;
+        // The query carries everything but the body's digest, so an unsigned request is
+        // refused before a byte of its body is read.
+        let app = authenticate(state, &app_id, req, &params)?;
+        let declared = req
+            .header(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES).into());
+        }
+        let body = read_body(body.take()?, state.config.http_body_timeout).await?;
+        check_body_md5(&params, &body)?;
         Ok(Signed { app, params, body })
     }
 }
 
-async fn read_body(body: poem::Body) -> Result<Vec<u8>, ApiError> {
-    let bytes = body
-        .into_bytes_limit(MAX_BODY_BYTES)
+async fn read_body(body: poem::Body, timeout: std::time::Duration) -> Result<Vec<u8>, ApiError> {
+    let read = tokio::time::timeout(timeout, body.into_bytes_limit(MAX_BODY_BYTES));
+    let bytes = read
         .await
+        .map_err(|_| ApiError::BodyTimeout(timeout.as_millis() as u64))?
         .map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::BodyTooLarge(MAX_BODY_BYTES),
             other => ApiError::InvalidBody(other.to_string()),
         })?;
     Ok(bytes.to_vec())
+}
+
+/// A request with a body must carry its MD5 in the (signed) query.
+pub fn check_body_md5(params: &Params, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let expected = signature::body_md5(body);
+    match param(params, "body_md5") {
+        None => Err(ApiError::BodyMd5Missing),
+        Some(got) if !got.eq_ignore_ascii_case(&expected) => Err(ApiError::BodyMd5Mismatch {
+            expected,
+            got: got.to_string(),
+        }),
+        Some(_) => Ok(()),
+    }
 }
 
 /// How far `auth_timestamp` may be from the server's clock.
@@ -71,10 +97,27 @@ pub fn authenticate(
     app_id: &str,
     req: &Request,
     params: &Params,
-    body: &[u8],
 ) -> Result<Arc<AppConfig>, ApiError> {
-    let app = state
-        .apps
+    verify_query(
+        &state.apps,
+        app_id,
+        req.method().as_str(),
+        req.uri().path(),
+        params,
+        unix_now(),
+    )
+}
+
+/// The signature rules over a request's parts, at time `now` (Unix seconds).
+pub fn verify_query(
+    apps: &Apps,
+    app_id: &str,
+    method: &str,
+    raw_path: &str,
+    params: &Params,
+    now: i64,
+) -> Result<Arc<AppConfig>, ApiError> {
+    let app = apps
         .by_id(app_id)
         .ok_or_else(|| ApiError::UnknownApp(app_id.to_string()))?;
     let required = |name: &'static str| param(params, name).ok_or(ApiError::MissingAuthParam(name));
@@ -92,30 +135,18 @@ pub fn authenticate(
     let given: i64 = timestamp
         .parse()
         .map_err(|_| ApiError::BadTimestamp(timestamp.to_string()))?;
-    let now = unix_now();
-    if (now - given).abs() > TIMESTAMP_WINDOW_SECS {
+    // Checked: a timestamp near i64::MIN or MAX must not wrap into the window.
+    let within = now
+        .checked_sub(given)
+        .and_then(i64::checked_abs)
+        .is_some_and(|d| d <= TIMESTAMP_WINDOW_SECS);
+    if !within {
         return Err(ApiError::TimestampExpired {
             given: iso8601(given),
             now: iso8601(now),
         });
     }
-    if !body.is_empty() {
-        let expected = signature::body_md5(body);
-        match param(params, "body_md5") {
-            None => return Err(ApiError::BodyMd5Missing),
-            Some(got) if !got.eq_ignore_ascii_case(&expected) => {
-                return Err(ApiError::BodyMd5Mismatch {
-                    expected,
-                    got: got.to_string(),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-
     let pairs = || params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let method = req.method().as_str();
-    let raw_path = req.uri().path();
     let string_to_sign = signature::rest_string_to_sign(method, raw_path, pairs());
     if signature::verify(&app.secret, &string_to_sign, given_signature) {
         return Ok(app.clone());

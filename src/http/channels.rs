@@ -11,7 +11,7 @@ use crate::{
     channel::{validate_channel_name, ChannelKind},
     config::AppConfig,
     error::ApiError,
-    server::ServerState,
+    state::ServerState,
 };
 
 const PRESENCE_ONLY: &str = "only available for presence channels";

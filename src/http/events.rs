@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
-use super::info_attributes;
+use serde_json::{json, value::RawValue, Map, Value};
+
+use super::{fields::Fields, info_attributes};
 use crate::{
     channel::{
         is_valid_socket_id, validate_channel_name, validate_event_name, Access, ChannelKind,
@@ -14,24 +16,25 @@ use crate::{
     error::ApiError,
     frame,
     hub::CacheEntry,
-    server::ServerState,
+    state::ServerState,
 };
 
 const MAX_CHANNELS_PER_EVENT: usize = 100;
 const MAX_EVENTS_PER_BATCH: usize = 10;
 const TRIGGER_INFO: &[&str] = &["user_count", "subscription_count"];
 
-/// One event to publish, validated.
-struct Event {
+/// One event to publish, validated; `data` borrows the request body where it can.
+struct Event<'a> {
     name: String,
-    data: String,
+    /// The JSON string literal of `data`, as it will appear in the frame.
+    data: Cow<'a, RawValue>,
     channels: BTreeSet<String>,
     socket_id: Option<String>,
     info: Vec<String>,
 }
 
 pub async fn trigger(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<Value, ApiError> {
-    let object = parse_object(body)?;
+    let object = Fields::parse(body)?;
     let event = Event::parse(&object, app, true)?;
     publish(state, app, &event).await;
     if event.info.is_empty() {
@@ -48,24 +51,22 @@ pub async fn trigger(state: &ServerState, app: &AppConfig, body: &[u8]) -> Resul
 }
 
 pub async fn batch(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<Value, ApiError> {
-    let object = parse_object(body)?;
-    let items = match object.get("batch") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::InvalidBody("\"batch\" must be an array".into())),
-        None => return Err(ApiError::MissingField("batch")),
-    };
+    let object = Fields::parse(body)?;
+    let items = object.batch()?;
     if items.len() > MAX_EVENTS_PER_BATCH {
         return Err(ApiError::BatchTooLarge(items.len()));
     }
     // Every item is checked before any is published: a bad batch publishes nothing.
+    let items = items
+        .iter()
+        .map(|item| {
+            Fields::parse(item.get().as_bytes())
+                .map_err(|_| ApiError::InvalidBody("each batch item must be an object".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let events = items
         .iter()
-        .map(|item| match item {
-            Value::Object(o) => Event::parse(o, app, false),
-            _ => Err(ApiError::InvalidBody(
-                "each batch item must be an object".into(),
-            )),
-        })
+        .map(|o| Event::parse(o, app, false))
         .collect::<Result<Vec<_>, _>>()?;
     for event in &events {
         publish(state, app, event).await;
@@ -84,10 +85,10 @@ pub async fn batch(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<
     Ok(json!({ "batch": results }))
 }
 
-async fn publish(state: &ServerState, app: &AppConfig, event: &Event) {
+async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) {
     for channel in &event.channels {
-        // One serialization per channel, shared by every subscriber.
-        let frame = frame::channel_event(&event.name, channel, &event.data);
+        // One frame per channel, shared by every subscriber; `data` goes in as sent.
+        let frame = frame::channel_event_raw(&event.name, channel, &event.data);
         let except = event.socket_id.as_deref();
         if let Some(user_id) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
             state
@@ -96,15 +97,26 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event) {
                 .await;
             continue;
         }
-        let cache = ChannelKind::of(channel).cache.then_some(CacheEntry {
-            data: &event.data,
-            ttl_seconds: app.cache_ttl_seconds,
-        });
+        let cached_data;
+        let cache = if ChannelKind::of(channel).cache {
+            cached_data = decoded(&event.data);
+            Some(CacheEntry {
+                data: &cached_data,
+                ttl_seconds: app.cache_ttl_seconds,
+            })
+        } else {
+            None
+        };
         state
             .adapter
             .publish(&app.id, channel, frame, except, cache)
             .await;
     }
+}
+
+/// The text of a JSON string literal.
+fn decoded(literal: &RawValue) -> String {
+    serde_json::from_str(literal.get()).expect("data is a validated string literal")
 }
 
 async fn attributes(state: &ServerState, app: &AppConfig, channel: &str, info: &[String]) -> Value {
@@ -124,69 +136,42 @@ async fn attributes(state: &ServerState, app: &AppConfig, channel: &str, info: &
     Value::Object(out)
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::InvalidBody("expected a JSON object".into())),
-        Err(e) => Err(ApiError::InvalidBody(e.to_string())),
-    }
-}
-
-fn string_field(o: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::InvalidBody(format!(
-            "\"{field}\" must be a string"
-        ))),
-    }
-}
-
-impl Event {
-    fn parse(
-        o: &Map<String, Value>,
-        app: &AppConfig,
-        multi_channel: bool,
-    ) -> Result<Event, ApiError> {
-        let name = string_field(o, "name")?.ok_or(ApiError::MissingField("name"))?;
+impl<'a> Event<'a> {
+    fn parse(o: &Fields<'a>, app: &AppConfig, multi_channel: bool) -> Result<Event<'a>, ApiError> {
+        let name = o.string("name")?.ok_or(ApiError::MissingField("name"))?;
         validate_event_name(&name, app.max_event_name_length)
             .map_err(ApiError::InvalidEventName)?;
-        let data = match o.get("data") {
-            None | Some(Value::Null) => return Err(ApiError::MissingField("data")),
-            Some(Value::String(s)) => s.clone(),
+        let data: Cow<'a, RawValue> = match o.raw("data") {
+            None => return Err(ApiError::MissingField("data")),
+            Some(raw) if raw.get().starts_with('"') => Cow::Borrowed(raw),
             // Not what the SDKs send, but an object is unambiguous: publish its JSON text.
-            Some(other) => other.to_string(),
+            Some(raw) => {
+                let value: Value = serde_json::from_str(raw.get())
+                    .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+                Cow::Owned(
+                    serde_json::value::to_raw_value(&value.to_string())
+                        .expect("a string serializes"),
+                )
+            }
         };
-        if data.len() > app.payload_limit {
+        // The escaped literal is never shorter than its text, so only a long one needs decoding.
+        let literal_len = data.get().len() - 2;
+        if literal_len > app.payload_limit && decoded(&data).len() > app.payload_limit {
             return Err(ApiError::PayloadTooLarge {
                 limit: app.payload_limit,
             });
         }
 
         let mut names = Vec::new();
-        if let Some(channel) = string_field(o, "channel")? {
+        if let Some(channel) = o.string("channel")? {
             names.push(channel);
         }
         if multi_channel {
-            match o.get("channels") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(list)) => {
-                    for v in list {
-                        match v {
-                            Value::String(s) => names.push(s.clone()),
-                            _ => {
-                                return Err(ApiError::InvalidBody(
-                                    "\"channels\" must be an array of strings".into(),
-                                ))
-                            }
-                        }
-                    }
-                }
-                Some(_) => {
-                    return Err(ApiError::InvalidBody(
-                        "\"channels\" must be an array of strings".into(),
-                    ))
-                }
+            if let Some(raw) = o.raw("channels") {
+                let list: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| {
+                    ApiError::InvalidBody("\"channels\" must be an array of strings".into())
+                })?;
+                names.extend(list);
             }
         }
         if names.is_empty() {
@@ -213,13 +198,13 @@ impl Event {
             }
         }
 
-        let socket_id = string_field(o, "socket_id")?;
+        let socket_id = o.string("socket_id")?;
         if let Some(id) = &socket_id {
             if !is_valid_socket_id(id) {
                 return Err(ApiError::InvalidSocketId(id.clone()));
             }
         }
-        let info = string_field(o, "info")?;
+        let info = o.string("info")?;
         let info = info_attributes(info.as_deref(), TRIGGER_INFO)?
             .into_iter()
             .map(String::from)
@@ -232,4 +217,23 @@ impl Event {
             info,
         })
     }
+}
+
+/// Validates a trigger body as `POST /events` would, publishing nothing; the number of
+/// channels it names.
+pub fn check_trigger_body(app: &AppConfig, body: &[u8]) -> Result<usize, ApiError> {
+    let object = Fields::parse(body)?;
+    Ok(Event::parse(&object, app, true)?.channels.len())
+}
+
+/// Validates a batch body as `POST /batch_events` would, publishing nothing; its event count.
+pub fn check_batch_body(app: &AppConfig, body: &[u8]) -> Result<usize, ApiError> {
+    let object = Fields::parse(body)?;
+    let items = object.batch()?;
+    for item in &items {
+        let fields = Fields::parse(item.get().as_bytes())
+            .map_err(|_| ApiError::InvalidBody("each batch item must be an object".into()))?;
+        Event::parse(&fields, app, false)?;
+    }
+    Ok(items.len())
 }

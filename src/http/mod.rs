@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod channels;
 pub mod events;
+mod fields;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use poem::{
 };
 use serde_json::Value;
 
-use crate::{error::ApiError, server::ServerState};
+use crate::{error::ApiError, state::ServerState};
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -71,6 +72,12 @@ pub async fn terminate_user(
     let closed = state.adapter.terminate_user(&signed.app.id, &user_id).await;
     tracing::info!(app = %signed.app.id, user = %user_id, closed, "terminated user connections");
     Ok(Json(serde_json::json!({})))
+}
+
+/// Any other path.
+#[handler]
+pub fn not_found() -> (poem::http::StatusCode, &'static str) {
+    (poem::http::StatusCode::NOT_FOUND, "Not found")
 }
 
 /// Parses `info=a,b` into attribute names, refusing any not in `allowed`.

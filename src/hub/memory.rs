@@ -405,10 +405,14 @@ impl Adapter for MemoryAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc::Receiver;
+    use crate::socket::{Bounds, Queue};
 
-    fn socket(id: &str) -> (Outbox, Receiver<Frame>) {
-        Outbox::new(id.into(), 16)
+    fn socket(id: &str) -> (Outbox, Queue) {
+        let bounds = Bounds {
+            frames: 16,
+            bytes: 1 << 20,
+        };
+        Outbox::new(id.into(), bounds)
     }
 
     fn member(id: &str) -> Option<Member> {
@@ -418,9 +422,9 @@ mod tests {
         })
     }
 
-    fn drain(rx: &mut Receiver<Frame>) -> Vec<String> {
+    fn drain(rx: &mut Queue) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(f) = rx.try_recv() {
+        while let Some(f) = rx.try_recv() {
             out.push(f.to_string());
         }
         out

@@ -1,0 +1,45 @@
+//! The state every part of the server shares, below all of them: settings, apps, the hub,
+//! webhooks, and the shutdown signal with the tracker of every connection task.
+
+use std::sync::Arc;
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    apps::Apps, config::Config, hub::Adapter, socket::Bounds,
+    subscription_count::SubscriptionCounts, webhook::Webhooks,
+};
+
+/// Everything a handler or connection needs, passed explicitly.
+pub struct ServerState {
+    pub config: Config,
+    pub apps: Apps,
+    pub adapter: Arc<dyn Adapter>,
+    /// Cancelled when a graceful shutdown starts.
+    pub shutdown: CancellationToken,
+    /// HTTP and WebSocket connection tasks, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    pub webhooks: Webhooks,
+    pub subscription_counts: SubscriptionCounts,
+}
+
+impl ServerState {
+    pub fn new(config: Config, adapter: Arc<dyn Adapter>) -> Self {
+        ServerState {
+            apps: Apps::new(&config.apps),
+            webhooks: Webhooks::start(config.webhook_delivery.clone()),
+            config,
+            adapter,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            subscription_counts: SubscriptionCounts::default(),
+        }
+    }
+
+    pub fn outbox_bounds(&self) -> Bounds {
+        Bounds {
+            frames: self.config.outbox_capacity,
+            bytes: self.config.outbox_bytes,
+        }
+    }
+}
