@@ -109,9 +109,13 @@ pub struct WebhookDelivery {
     pub retry_initial_ms: u64,
     /// Retries stop this long after the first attempt.
     pub retry_window_ms: u64,
-    /// Events waiting to be batched; beyond it new events are dropped (and counted).
+    /// Events waiting for the dispatcher, all apps together; beyond it new events are dropped
+    /// (and counted).
     pub queue_capacity: usize,
-    /// Requests being sent or retried at once.
+    /// Events of one app emitted and not yet delivered or given up; beyond it that app's new
+    /// events are dropped, so a slow receiver cannot take the other apps' share.
+    pub app_queue_capacity: usize,
+    /// Requests being sent to one receiver URL at once. Backoff sleeps hold no slot.
     pub max_in_flight: usize,
 }
 
@@ -124,7 +128,8 @@ impl Default for WebhookDelivery {
             retry_initial_ms: 1000,
             retry_window_ms: 300_000,
             queue_capacity: 10_000,
-            max_in_flight: 256,
+            app_queue_capacity: 2_000,
+            max_in_flight: 16,
         }
     }
 }

@@ -329,7 +329,7 @@ async fn a_stalled_receiver_fills_the_bounded_queue_and_the_excess_is_dropped_an
         .mount(&receiver)
         .await;
     let mut config = config_with_hooks(&receiver, Some(vec!["client_event"]));
-    config.webhook_delivery.queue_capacity = 2;
+    config.webhook_delivery.app_queue_capacity = 2;
     config.webhook_delivery.max_in_flight = 1;
     config.webhook_delivery.batch_ms = 0;
     config.apps[0].client_event_rate = 1000;
@@ -386,5 +386,134 @@ async fn held_events_that_fall_due_together_keep_their_emission_order() {
         })
         .collect();
     assert_eq!(events(&receiver, 10).await, expected);
+    server.shutdown().await.unwrap();
+}
+
+/// A receiver that answers every request with `status`.
+async fn answering(status: u16) -> MockServer {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&receiver)
+        .await;
+    receiver
+}
+
+/// Waits until `stat` reaches `n`, with a generous deadline.
+async fn wait_for_stat(stat: &std::sync::atomic::AtomicU64, n: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = stat.load(std::sync::atomic::Ordering::Relaxed);
+        if value >= n || tokio::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_4xx_answer_is_a_refusal_and_is_not_retried() {
+    let receiver = answering(404).await;
+    let (server, _) = start(config_with_hooks(&receiver, Some(vec!["channel_occupied"]))).await;
+    let (mut ws, _) = connect(&server.ws_url()).await;
+    subscribe(&mut ws, json!({"channel": "news"})).await;
+    assert_eq!(wait_for_stat(&server.webhook_stats().failed, 1).await, 1);
+    // A retry would have come after 100 ms; wait well past it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_429_answer_is_retried() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let (server, _) = start(config_with_hooks(&receiver, Some(vec!["channel_occupied"]))).await;
+    let (mut ws, _) = connect(&server.ws_url()).await;
+    subscribe(&mut ws, json!({"channel": "news"})).await;
+    assert_eq!(wait_for_stat(&server.webhook_stats().delivered, 1).await, 1);
+    let requests = receiver.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_delay_another_apps_webhooks() {
+    let stalled = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&stalled)
+        .await;
+    let healthy = receiver().await;
+    let mut config = config_with_hooks(&stalled, Some(vec!["client_event"]));
+    config.webhook_delivery.max_in_flight = 4;
+    config.webhook_delivery.batch_ms = 0;
+    config.apps[0].client_event_rate = 1000;
+    let mut second = poxide::AppConfig {
+        id: "app2".into(),
+        key: "app2_key".into(),
+        secret: "secret2".into(),
+        ..poxide::AppConfig::default()
+    };
+    second.webhooks = vec![WebhookTarget::new(format!("{}/hook", healthy.uri()))];
+    config.apps.push(second);
+    let (server, _) = start(config).await;
+
+    // The first app's receiver takes every slot it is allowed and holds them.
+    let (mut ws, socket_id) = connect(&server.ws_url()).await;
+    let auth = signature::channel_auth("app_key", "secret", &socket_id, "private-flood", None);
+    subscribe(&mut ws, json!({"channel": "private-flood", "auth": auth})).await;
+    for i in 0..40 {
+        send(
+            &mut ws,
+            json!({"event": "client-n", "channel": "private-flood", "data": i}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stalled.received_requests().await.unwrap().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled receiver got its requests"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (mut other, _) =
+        tokio_tungstenite::connect_async(format!("{}/app/app2_key?protocol=7", server.ws_url()))
+            .await
+            .unwrap();
+    next_json(&mut other).await;
+    send(
+        &mut other,
+        json!({"event": "pusher:subscribe", "data": {"channel": "news"}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let request = loop {
+        if let Some(r) = healthy.received_requests().await.unwrap().pop() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second app's webhook arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body["events"],
+        json!([{"name": "channel_occupied", "channel": "news"}])
+    );
     server.shutdown().await.unwrap();
 }

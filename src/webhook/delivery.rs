@@ -1,9 +1,9 @@
 //! Sending one webhook request: the exact headers the server SDKs' validators check, and
-//! exponential backoff on errors, timeouts and non-2xx answers until the retry window closes.
+//! exponential backoff on errors, timeouts, 5xx, 408 and 429 until the retry window closes.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 
 use super::WebhookStats;
 use crate::config::WebhookDelivery;
@@ -17,9 +17,19 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+/// What an answer means for the next try. As hosted Pusher documents: a failure to deliver
+/// and a 5xx are retried; so are 408 and 429, which say "later"; any other 4xx is the
+/// receiver refusing the request, and retrying would only repeat it.
+fn retry_after(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
 pub async fn send_with_retries(
     client: &reqwest::Client,
     request: &Request,
+    slots: &Semaphore,
     settings: &WebhookDelivery,
     stats: &WebhookStats,
 ) {
@@ -28,6 +38,8 @@ pub async fn send_with_retries(
     let mut delay = Duration::from_millis(settings.retry_initial_ms.max(1));
     let mut attempt = 1u32;
     loop {
+        // Held for the request only, not through the backoff sleep.
+        let slot = slots.acquire().await.expect("never closed");
         let outcome = client
             .post(&request.url)
             // Exactly this: pusher-http-node's validator rejects a charset suffix.
@@ -37,9 +49,15 @@ pub async fn send_with_retries(
             .body(request.body.clone())
             .send()
             .await;
+        drop(slot);
         let problem = match outcome {
             Ok(response) if response.status().is_success() => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(response) if !retry_after(response.status()) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(url = %request.url, attempt, status = %response.status(), "webhook refused by the receiver: not retried");
                 return;
             }
             Ok(response) => format!("status {}", response.status()),

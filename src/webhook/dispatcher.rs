@@ -14,7 +14,7 @@ use tokio::{
     time::{sleep_until, Instant},
 };
 
-use super::{delivery, WebhookEvent, WebhookStats};
+use super::{delivery, Emitted, Pending, WebhookEvent, WebhookStats};
 use crate::config::{AppConfig, WebhookDelivery};
 
 /// What a held removal is waiting on: the same app, kind, channel and (for members) user.
@@ -35,8 +35,7 @@ struct Held {
     due: Instant,
     /// Emission order, so held events that fall due together keep it.
     seq: u64,
-    app: Arc<AppConfig>,
-    event: WebhookEvent,
+    emitted: Emitted,
 }
 
 #[derive(Serialize)]
@@ -47,18 +46,18 @@ struct Body<'a> {
 
 pub async fn run(
     settings: WebhookDelivery,
-    mut rx: mpsc::Receiver<(Arc<AppConfig>, WebhookEvent)>,
+    mut rx: mpsc::Receiver<Emitted>,
     stats: Arc<WebhookStats>,
 ) {
     let grace = Duration::from_millis(settings.grace_ms);
     let batch = Duration::from_millis(settings.batch_ms);
-    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let mut receivers = Receivers::new(settings.max_in_flight.max(1));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(settings.request_timeout_ms))
         .build()
         .expect("HTTP client");
     let mut held: HashMap<HeldKey, Held> = HashMap::new();
-    let mut ready: Vec<(Arc<AppConfig>, WebhookEvent)> = Vec::new();
+    let mut ready: Vec<Emitted> = Vec::new();
     let mut ready_since: Option<Instant> = None;
     let mut open = true;
     let mut seq: u64 = 0;
@@ -69,16 +68,16 @@ pub async fn run(
         let wake = [next_due, flush_at].into_iter().flatten().min();
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some((app, event)) => {
+                Some(emitted) => {
                     seq += 1;
-                    accept(&mut held, &mut ready, app, event, grace, seq);
+                    accept(&mut held, &mut ready, emitted, grace, seq);
                 }
                 // The server is going away: what was held is final now.
                 None => {
                     open = false;
                     let mut rest: Vec<Held> = held.drain().map(|(_, h)| h).collect();
                     rest.sort_unstable_by_key(|h| h.seq);
-                    ready.extend(rest.into_iter().map(|h| (h.app, h.event)));
+                    ready.extend(rest.into_iter().map(|h| h.emitted));
                 }
             },
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
@@ -92,7 +91,7 @@ pub async fn run(
         due.sort_unstable_by_key(|(seq, _)| *seq);
         for (_, key) in due {
             if let Some(h) = held.remove(&key) {
-                ready.push((h.app, h.event));
+                ready.push(h.emitted);
             }
         }
         if ready.is_empty() {
@@ -104,10 +103,9 @@ pub async fn run(
                     std::mem::take(&mut ready),
                     &client,
                     &settings,
-                    &in_flight,
+                    &mut receivers,
                     &stats,
-                )
-                .await;
+                );
                 ready_since = None;
             }
         }
@@ -148,50 +146,75 @@ fn pairing(app_id: &str, event: &WebhookEvent) -> Pairing {
 
 fn accept(
     held: &mut HashMap<HeldKey, Held>,
-    ready: &mut Vec<(Arc<AppConfig>, WebhookEvent)>,
-    app: Arc<AppConfig>,
-    event: WebhookEvent,
+    ready: &mut Vec<Emitted>,
+    emitted: Emitted,
     grace: Duration,
     seq: u64,
 ) {
-    match pairing(&app.id, &event) {
+    match pairing(&emitted.app.id, &emitted.event) {
         Pairing::Removal(key) => {
             let due = Instant::now() + grace;
-            held.insert(
-                key,
-                Held {
-                    due,
-                    seq,
-                    app,
-                    event,
-                },
-            );
+            held.insert(key, Held { due, seq, emitted });
         }
+        // Both are dropped, and with them their hold on the app's share.
         Pairing::Addition(key) if held.remove(&key).is_some() => {}
-        Pairing::Addition(_) | Pairing::Unpaired => ready.push((app, event)),
+        Pairing::Addition(_) | Pairing::Unpaired => ready.push(emitted),
     }
 }
 
-/// One request per app and target with every ready event the target wants, in order.
-async fn flush(
-    ready: Vec<(Arc<AppConfig>, WebhookEvent)>,
+/// One semaphore per receiver URL, so a receiver that never answers holds only its own slots.
+struct Receivers {
+    slots: usize,
+    by_url: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Receivers {
+    fn new(slots: usize) -> Self {
+        Receivers {
+            slots,
+            by_url: HashMap::new(),
+        }
+    }
+
+    fn slots(&mut self, url: &str) -> Arc<Semaphore> {
+        self.by_url
+            .entry(url.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.slots)))
+            .clone()
+    }
+}
+
+/// One request per app and target with every ready event the target wants, in order. Never
+/// waits: each request is its own task, which takes a slot of its receiver per attempt.
+fn flush(
+    ready: Vec<Emitted>,
     client: &reqwest::Client,
     settings: &WebhookDelivery,
-    in_flight: &Arc<Semaphore>,
+    receivers: &mut Receivers,
     stats: &Arc<WebhookStats>,
 ) {
-    let mut by_app: Vec<(Arc<AppConfig>, Vec<WebhookEvent>)> = Vec::new();
-    for (app, event) in ready {
-        match by_app.iter_mut().find(|(a, _)| a.id == app.id) {
-            Some((_, events)) => events.push(event),
-            None => by_app.push((app, vec![event])),
+    let mut by_app: Vec<(Arc<AppConfig>, Vec<WebhookEvent>, Vec<Pending>)> = Vec::new();
+    for Emitted {
+        app,
+        event,
+        pending,
+    } in ready
+    {
+        match by_app.iter_mut().find(|(a, _, _)| a.id == app.id) {
+            Some((_, events, holds)) => {
+                events.push(event);
+                holds.push(pending);
+            }
+            None => by_app.push((app, vec![event], vec![pending])),
         }
     }
     let time_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    for (app, events) in by_app {
+    for (app, events, holds) in by_app {
+        // The app's share is released when the last of its requests is done.
+        let holds = Arc::new(holds);
         for target in &app.webhooks {
             let wanted: Vec<&WebhookEvent> =
                 events.iter().filter(|e| target.wants(e.name())).collect();
@@ -203,25 +226,20 @@ async fn flush(
                 events: wanted,
             })
             .expect("webhook body serializes");
-            // Waiting here (not dropping) pushes back into the bounded queue, where the excess
-            // is dropped and counted.
-            let permit = in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
             let request = delivery::Request {
                 url: target.url.clone(),
                 key: app.key.clone(),
                 signature: crate::signature::sign_bytes(&app.secret, &body),
                 body,
             };
+            let slots = receivers.slots(&target.url);
             let client = client.clone();
             let settings = settings.clone();
             let stats = stats.clone();
+            let holds = holds.clone();
             tokio::spawn(async move {
-                delivery::send_with_retries(&client, &request, &settings, &stats).await;
-                drop(permit);
+                delivery::send_with_retries(&client, &request, &slots, &settings, &stats).await;
+                drop(holds);
             });
         }
     }

@@ -5,10 +5,15 @@
 mod delivery;
 mod dispatcher;
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
+
+use dashmap::DashMap;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -68,19 +73,61 @@ impl WebhookEvent {
 /// Counters for what happened to emitted events.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
-    /// Events refused because the queue was full.
+    /// Events refused because the queue, or the app's share of it, was full.
     pub dropped: AtomicU64,
     /// Requests answered with 2xx.
     pub delivered: AtomicU64,
-    /// Requests given up after the retry window (or refused for lack of capacity).
+    /// Requests given up: refused by the receiver (4xx), or still failing when the retry
+    /// window closed.
     pub failed: AtomicU64,
+}
+
+/// One app's share of the pipeline: events emitted and not yet delivered, given up or
+/// cancelled. An app whose receiver is slow or down fills its own share, not the others'.
+#[derive(Debug, Default)]
+pub struct AppShare {
+    pending: AtomicUsize,
+    dropped_unlogged: AtomicU64,
+    last_logged: Mutex<Option<Instant>>,
+}
+
+/// Releases `n` events of an app's share when the last request carrying them is done.
+#[derive(Debug)]
+pub struct Pending {
+    share: Arc<AppShare>,
+    n: usize,
+}
+
+impl Pending {
+    pub fn new(share: Arc<AppShare>, n: usize) -> Self {
+        Pending { share, n }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.share.pending.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+/// Drops are logged at most once per this interval per app, with their count.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the dispatcher receives for each emitted event.
+pub struct Emitted {
+    pub app: Arc<AppConfig>,
+    pub event: WebhookEvent,
+    /// This one event's hold on its app's share.
+    pub pending: Pending,
 }
 
 /// The emitting side, cheap to call from any connection or handler.
 #[derive(Debug, Clone)]
 pub struct Webhooks {
-    tx: mpsc::Sender<(Arc<AppConfig>, WebhookEvent)>,
+    tx: mpsc::Sender<Emitted>,
     stats: Arc<WebhookStats>,
+    shares: Arc<DashMap<String, Arc<AppShare>>>,
+    app_capacity: usize,
 }
 
 impl Webhooks {
@@ -88,20 +135,52 @@ impl Webhooks {
     pub fn start(settings: WebhookDelivery) -> Webhooks {
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let stats = Arc::new(WebhookStats::default());
+        let app_capacity = settings.app_queue_capacity.max(1);
         tokio::spawn(dispatcher::run(settings, rx, stats.clone()));
-        Webhooks { tx, stats }
+        Webhooks {
+            tx,
+            stats,
+            shares: Arc::default(),
+            app_capacity,
+        }
     }
 
-    /// Queues an event for the app's webhook targets. Never blocks; a full queue drops the
-    /// event, logs it and counts it.
+    /// Queues an event for the app's webhook targets. Never blocks; a full queue (or app
+    /// share) drops the event and counts it.
     pub fn emit(&self, app: &Arc<AppConfig>, event: WebhookEvent) {
         if !app.webhooks.iter().any(|t| t.wants(event.name())) {
             return;
         }
-        if let Err(e) = self.tx.try_send((app.clone(), event)) {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            let (_, event) = e.into_inner();
-            tracing::warn!(app = %app.id, event = event.name(), "webhook queue full: event dropped");
+        let share = match self.shares.get(&app.id) {
+            Some(share) => share.clone(),
+            None => self.shares.entry(app.id.clone()).or_default().clone(),
+        };
+        if share.pending.fetch_add(1, Ordering::Relaxed) >= self.app_capacity {
+            share.pending.fetch_sub(1, Ordering::Relaxed);
+            return self.dropped(app, &share);
+        }
+        let emitted = Emitted {
+            app: app.clone(),
+            event,
+            pending: Pending::new(share.clone(), 1),
+        };
+        if self.tx.try_send(emitted).is_err() {
+            self.dropped(app, &share);
+        }
+    }
+
+    fn dropped(&self, app: &AppConfig, share: &AppShare) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        share.dropped_unlogged.fetch_add(1, Ordering::Relaxed);
+        let mut last = share.last_logged.lock().expect("not poisoned");
+        if last.is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            let dropped = share.dropped_unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                app = %app.id,
+                dropped,
+                "webhook queue full: events dropped (logged at most every 10 s)"
+            );
         }
     }
 
