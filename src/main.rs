@@ -5,6 +5,11 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 use poxide::{config::Overrides, Config, Server};
 
+/// mimalloc returns freed pages to the system; with glibc's allocator, memory freed when a
+/// burst of connections closes stayed in the process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "A server for the Pusher Channels protocol")]
 struct Cli {

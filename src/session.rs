@@ -1,11 +1,10 @@
 //! Per-connection protocol state: the app, the subscriptions and the client-event rate window.
 //! Commands in `cmd/` read and change it.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+// tokio's clock, so the paused clock in tests drives the rate limits too.
+use tokio::time::Instant;
 
 use crate::{
     config::AppConfig,

@@ -1,7 +1,7 @@
 //! Client events (`client-*`, protocol §7): relayed to the channel's other subscribers after
 //! every rule of the reference is checked.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::{
     channel::{validate_event_name, Access, ChannelKind},

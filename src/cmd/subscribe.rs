@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use serde_json::value::RawValue;
 
 use crate::{
@@ -40,6 +42,11 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
             channel,
             limit: session.app.max_channels_per_connection,
         });
+    }
+    if !session.subscription_bucket.take(Instant::now()) {
+        return Err(FrameError::SubscriptionRateLimited(
+            session.subscription_bucket.per_second(),
+        ));
     }
     if kind.access == Access::Reserved {
         return subscribe_server_to_user(session, channel);

@@ -1,0 +1,387 @@
+//! Every resource a client can claim is bounded: each test plays the hostile client (raw TCP,
+//! so nothing in a client library can soften it) and waits, with a generous deadline, for the
+//! server to end what it started.
+
+mod common;
+
+use std::{
+    io,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use common::{connect, next_json, subscribe, subscribe_presence, test_config, Api};
+use poxide::{signature, Config, RunningServer, Server};
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+    time::{timeout, Instant},
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn start(config: Config) -> RunningServer {
+    Server::new(config).start().await.unwrap()
+}
+
+/// A TCP connection with a small receive buffer, so a client that does not read fills it soon.
+async fn tcp(server: &RunningServer) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(server.local_addr()).await.unwrap()
+}
+
+/// Reads until the server closes the connection (EOF or reset); what it sent before.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await
+        .expect("the server closed the connection in time");
+    all
+}
+
+/// A WebSocket handshake by hand; returns the stream positioned after the 101 response.
+async fn upgrade(server: &RunningServer, path: &str) -> TcpStream {
+    let mut stream = tcp(server).await;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// A masked client frame.
+fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [7u8, 1, 9, 3];
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    out
+}
+
+/// The status code of the close frame among the server frames in `bytes`.
+fn close_code_in(bytes: &[u8]) -> Option<u16> {
+    let mut at = 0;
+    while at + 2 <= bytes.len() {
+        let opcode = bytes[at] & 0x0F;
+        let (len, header) = match bytes[at + 1] & 0x7F {
+            126 => (
+                u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize,
+                4,
+            ),
+            127 => return None,
+            n => (n as usize, 2),
+        };
+        let payload = bytes.get(at + header..at + header + len)?;
+        if opcode == 0x8 {
+            return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        }
+        at += header + len;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_client_that_floods_pings_and_never_reads_is_dropped() {
+    let mut config = test_config();
+    config.write_timeout = Duration::from_millis(500);
+    let server = start(config).await;
+    let mut stream = upgrade(&server, "/app/app_key?protocol=7").await;
+    let ping = client_frame(0x89, &[b'p'; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 100)
+        .collect();
+    let started = Instant::now();
+    let outcome: io::Result<()> = async {
+        loop {
+            stream.write_all(&burst).await?;
+            assert!(
+                started.elapsed() < DEADLINE,
+                "still accepting pings from a peer that reads nothing"
+            );
+        }
+    }
+    .await;
+    assert!(outcome.is_err(), "the server ended the connection");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn framing_errors_close_with_the_rfc_codes() {
+    let mut config = test_config();
+    config.apps[0].payload_limit = 1000;
+    let server = start(config).await;
+    let cases: [(&str, Vec<u8>, u16); 4] = [
+        ("unmasked frame", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("reserved opcode", client_frame(0x83, b"x"), 1002),
+        ("invalid UTF-8", client_frame(0x81, &[0xC3, 0x28]), 1007),
+        // A header announcing more than twice the frame limit: refused before any payload.
+        (
+            "oversized",
+            client_frame(0x81, &vec![b'x'; 5000])[..8].to_vec(),
+            1009,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let mut stream = upgrade(&server, "/app/app_key?protocol=7").await;
+        stream.write_all(&bytes).await.unwrap();
+        let received = read_until_closed(&mut stream).await;
+        assert_eq!(close_code_in(&received), Some(code), "{what}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unfinished_message_cannot_outgrow_the_cap() {
+    let mut config = test_config();
+    config.apps[0].payload_limit = 1000;
+    let server = start(config).await;
+    let mut stream = upgrade(&server, "/app/app_key?protocol=7").await;
+    // Fragments of one text message, never finished: the cap counts them all.
+    let fragment = client_frame(0x01, &[b'x'; 1500]);
+    stream.write_all(&fragment).await.unwrap();
+    let more = client_frame(0x00, &[b'x'; 1500]);
+    let outcome: io::Result<()> = async {
+        for _ in 0..100 {
+            stream.write_all(&more).await?;
+        }
+        Ok(())
+    }
+    .await;
+    let received = if outcome.is_ok() {
+        read_until_closed(&mut stream).await
+    } else {
+        Vec::new()
+    };
+    if outcome.is_ok() {
+        assert_eq!(close_code_in(&received), Some(1009));
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_and_byte_by_byte_http_connections_are_closed() {
+    let mut config = test_config();
+    config.http_header_timeout = Duration::from_millis(300);
+    let server = start(config).await;
+    // Sends nothing at all.
+    let mut idle = tcp(&server).await;
+    // Sends a header a byte at a time, never finishing it.
+    let mut slow = tcp(&server).await;
+    let dribble = async {
+        for byte in b"GET /apps/app_id/channels HTTP/1.1\r\nHost: x\r\nX-Slow: " {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        read_until_closed(&mut slow).await;
+    };
+    let (_, ()) = tokio::join!(read_until_closed(&mut idle), async {
+        timeout(DEADLINE, dribble)
+            .await
+            .expect("the slow header was cut off");
+    });
+    server.shutdown().await.unwrap();
+}
+
+fn signed_query(method: &str, path: &str, body: &[u8]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let params = signature::sign_rest_request("app_key", "secret", method, path, now, body, &[]);
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish()
+}
+
+#[tokio::test]
+async fn a_stalled_rest_body_times_out_with_408() {
+    let mut config = test_config();
+    config.http_body_timeout = Duration::from_millis(300);
+    let server = start(config).await;
+    let body = json!({"name": "e", "channel": "c", "data": "x".repeat(900)}).to_string();
+    let query = signed_query("POST", "/apps/app_id/events", body.as_bytes());
+    let mut stream = tcp(&server).await;
+    let head = format!(
+        "POST /apps/app_id/events?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = timeout(DEADLINE, stream.read(&mut response))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.ends_with("Request body not received within 300 ms"),
+        "{response}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_refused_before_its_body_is_read() {
+    let server = start(test_config()).await;
+    let mut stream = tcp(&server).await;
+    // A body of 1 MiB is announced and never sent: the answer cannot wait for it.
+    let head = "POST /apps/app_id/events?auth_key=app_key&auth_timestamp=1&auth_version=1.0&\
+                auth_signature=00 HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = timeout(DEADLINE, stream.read(&mut response))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cleartext_http2_is_not_served() {
+    let server = start(test_config()).await;
+    let mut stream = tcp(&server).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let received = read_until_closed(&mut stream).await;
+    // No SETTINGS frame (HTTP/2 would answer with one): an HTTP/1.1 error or nothing.
+    assert!(
+        received.is_empty() || received.starts_with(b"HTTP/1.1 "),
+        "{received:?}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn liveness_is_checked_while_writes_to_a_client_are_blocked() {
+    let mut config = test_config();
+    config.activity_timeout = Duration::from_secs(1);
+    config.pong_timeout = Duration::from_millis(500);
+    config.write_timeout = Duration::from_secs(600);
+    config.outbox_capacity = 100_000;
+    config.outbox_bytes = 256 << 20;
+    let server = start(config).await;
+    let (mut watcher, watcher_id) = connect(&server.ws_url()).await;
+    subscribe_presence(&mut watcher, &watcher_id, "presence-room", "watcher").await;
+
+    // The stuck client joins, then reads nothing while the server writes to it.
+    let mut stuck = upgrade(&server, "/app/app_key?protocol=7").await;
+    let mut first = vec![0u8; 512];
+    let n = stuck.read(&mut first).await.unwrap();
+    let established: serde_json::Value = serde_json::from_slice(&first[2..n]).unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let socket_id = data["socket_id"].as_str().unwrap();
+    let channel_data = json!({"user_id": "stuck"}).to_string();
+    let auth = signature::channel_auth(
+        "app_key",
+        "secret",
+        socket_id,
+        "presence-room",
+        Some(&channel_data),
+    );
+    let subscribe_frame = json!({"event": "pusher:subscribe", "data": {
+        "channel": "presence-room", "auth": auth, "channel_data": channel_data}});
+    stuck
+        .write_all(&client_frame(0x81, subscribe_frame.to_string().as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut watcher).await["event"],
+        "pusher_internal:member_added"
+    );
+    // The watcher keeps answering the server's pings and waits for the stuck one to leave.
+    let watching = tokio::spawn(async move {
+        loop {
+            let frame = next_json(&mut watcher).await;
+            match frame["event"].as_str() {
+                Some("pusher:ping") => {
+                    common::send(&mut watcher, json!({"event": "pusher:pong", "data": {}})).await
+                }
+                Some("pusher_internal:member_removed") => return frame,
+                _ => {}
+            }
+        }
+    });
+    // Far more than the socket buffers hold, far less than the queue's bounds.
+    let api = Api::new(&server.http_url());
+    let item = json!({"name": "e", "channel": "presence-room", "data": "x".repeat(10_000)});
+    let batch = json!({"batch": vec![item; 10]});
+    for _ in 0..100 {
+        let (status, _) = api
+            .call("POST", "/apps/app_id/batch_events", Some(&batch))
+            .await;
+        assert_eq!(status, 200);
+    }
+    // After the stuck client misses its pong, the watcher sees its departure.
+    let gone = timeout(DEADLINE, watching)
+        .await
+        .expect("the stuck member was removed")
+        .unwrap();
+    assert_eq!(gone["data"], json!({"user_id": "stuck"}).to_string());
+    drop(stuck);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_connection_is_capped_in_channels() {
+    let mut config = test_config();
+    config.apps[0].max_channels_per_connection = 3;
+    let server = start(config).await;
+    let (mut ws, _) = connect(&server.ws_url()).await;
+    for name in ["a", "b", "c"] {
+        let reply = subscribe(&mut ws, json!({"channel": name})).await;
+        assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    }
+    let error = subscribe(&mut ws, json!({"channel": "d"})).await;
+    assert_eq!(
+        error,
+        json!({"event": "pusher:error", "data": {
+            "message": "Cannot subscribe to d: a connection may subscribe to at most 3 channels",
+            "code": null}})
+    );
+    assert_eq!(next_json(&mut ws).await["data"]["type"], "LimitReached");
+    server.shutdown().await.unwrap();
+}
