@@ -385,3 +385,157 @@ async fn one_connection_is_capped_in_channels() {
     assert_eq!(next_json(&mut ws).await["data"]["type"], "LimitReached");
     server.shutdown().await.unwrap();
 }
+
+/// The `poxide` binary on a free port with a clean environment; its port and log lines.
+async fn spawn_binary(
+    shell_prefix: &str,
+) -> (
+    tokio::process::Child,
+    u16,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let bin = env!("CARGO_BIN_EXE_poxide");
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{shell_prefix} exec {bin} --host 127.0.0.1 --port 0"
+        ))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "poxide=info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = timeout(DEADLINE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("poxide started");
+            if let Some(at) = line.find("listening on 127.0.0.1:") {
+                let digits: String = line[at + 23..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return digits.parse::<u16>().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("poxide reported its port");
+    (child, port, lines)
+}
+
+#[tokio::test]
+async fn running_out_of_descriptors_backs_off_and_reports_once_per_interval() {
+    let (mut child, port, mut log) = spawn_binary("ulimit -n 64 &&").await;
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    // The first failure is reported at once, the next ones as a count per interval.
+    let mut reports = Vec::new();
+    timeout(DEADLINE, async {
+        while reports.len() < 3 {
+            let line = log.next_line().await.unwrap().expect("poxide is running");
+            if line.contains("accept failed") {
+                reports.push(line);
+            }
+        }
+    })
+    .await
+    .expect("accept failures were reported");
+    let failures = |line: &str| -> u64 {
+        let at = line.find("failures=").expect("a count") + 9;
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    for line in &reports[1..] {
+        // Backing off from 10 ms to 1 s, a second holds a handful of tries; a spin, thousands.
+        assert!(failures(line) <= 20, "{line}");
+    }
+    drop(clients);
+    // Descriptors free again: a new client is served.
+    let url = format!("ws://127.0.0.1:{port}");
+    let served = timeout(DEADLINE, async {
+        loop {
+            if let Ok(Ok((mut ws, _))) = timeout(
+                Duration::from_secs(2),
+                tokio_tungstenite::connect_async(format!("{url}/app/app_key?protocol=7")),
+            )
+            .await
+            {
+                return common::next_json(&mut ws).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("served again");
+    assert_eq!(served["event"], "pusher:connection_established");
+    child.kill().await.unwrap();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Opens `n` subscribed connections, then closes them all; the server's RSS at the peak.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+async fn burst(url: &str, pid: u32, n: usize) -> u64 {
+    let idle = descriptors(pid);
+    let mut clients = Vec::new();
+    for i in 0..n {
+        let (mut ws, _) = connect(url).await;
+        subscribe(&mut ws, json!({"channel": format!("burst-{}", i % 100)})).await;
+        clients.push(ws);
+    }
+    let peak = rss_kib(pid);
+    drop(clients);
+    // Every server-side connection is gone once the descriptors are back to idle.
+    timeout(DEADLINE, async {
+        while descriptors(pid) > idle {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the server closed its side");
+    peak
+}
+
+#[tokio::test]
+async fn memory_freed_by_a_closed_burst_is_reused_not_grown() {
+    let (mut child, port, _log) = spawn_binary("").await;
+    let pid = child.id().unwrap();
+    let url = format!("ws://127.0.0.1:{port}");
+    let baseline = rss_kib(pid);
+    let first = burst(&url, pid, 3000).await;
+    assert!(
+        first > baseline + 3000,
+        "the burst took memory: {baseline} -> {first} KiB"
+    );
+    let mut peaks = vec![first];
+    for _ in 0..3 {
+        peaks.push(burst(&url, pid, 3000).await);
+    }
+    // A leak would add the first burst's growth again with each burst.
+    let allowance = (first - baseline) / 5;
+    for peak in &peaks[1..] {
+        assert!(
+            *peak <= first + allowance,
+            "RSS {baseline} KiB at start, peaks {peaks:?}: memory grows with each burst"
+        );
+    }
+    child.kill().await.unwrap();
+}

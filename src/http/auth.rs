@@ -196,7 +196,53 @@ pub fn iso8601(unix: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::iso8601;
+    use super::*;
+
+    fn signed(timestamp: &str) -> Params {
+        let mut params: Params = vec![
+            ("auth_key".into(), "app_key".into()),
+            ("auth_timestamp".into(), timestamp.into()),
+            ("auth_version".into(), "1.0".into()),
+        ];
+        let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let string_to_sign = signature::rest_string_to_sign("GET", "/apps/app_id/channels", pairs);
+        params.push((
+            "auth_signature".into(),
+            signature::sign("secret", &string_to_sign),
+        ));
+        params
+    }
+
+    #[test]
+    fn timestamps_far_out_of_range_are_expired_not_wrapped() {
+        let apps = Apps::new(&[AppConfig::default()]);
+        let now = 1_700_000_000;
+        let check = |ts: &str| {
+            verify_query(
+                &apps,
+                "app_id",
+                "GET",
+                "/apps/app_id/channels",
+                &signed(ts),
+                now,
+            )
+        };
+        assert!(check("1700000600").is_ok());
+        assert!(check("1699999400").is_ok());
+        for ts in [
+            "1700000601",
+            "1699999399",
+            &i64::MIN.to_string(),
+            &(i64::MIN + now).to_string(),
+            &i64::MAX.to_string(),
+        ] {
+            assert!(
+                matches!(check(ts), Err(ApiError::TimestampExpired { .. })),
+                "{ts}: {:?}",
+                check(ts)
+            );
+        }
+    }
 
     #[test]
     fn formats_timestamps_like_hosted_pusher() {
