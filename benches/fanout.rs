@@ -1,9 +1,13 @@
-//! Fan-out benchmark: N WebSocket subscribers on one channel, events published through the
-//! signed REST API, every delivery timed from publish to receipt. The server is the release
-//! binary in its own process, so its CPU time is measured apart from the clients'. Clients and
-//! server share this machine's cores, so the rates are a floor.
+//! Benchmarks of the release binary in its own process, so its CPU time and memory are measured
+//! apart from the clients'. Clients and server share this machine's cores, so rates are a floor;
+//! `../shared/tools/compare.sh` pins each to its own core for A/B figures.
 //!
-//! `cargo bench --bench fanout` (env: SUBSCRIBERS, EVENTS, PAYLOAD_BYTES)
+//! `cargo bench --bench fanout` runs, by `SCENARIO`:
+//! - `fanout` (default): SUBSCRIBERS on one channel, EVENTS published through the signed REST
+//!   API (at RATE events/s when set, else flat out), PAYLOAD_BYTES each; every delivery timed
+//!   from publish to receipt: deliveries/s, p50/p99, server CPU per delivery.
+//! - `idle`: CONNECTIONS idle connections (raise `ulimit -n` first): server RSS per connection.
+//! - `startup`: time from spawning the binary to its first accepted connection, 20 runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,7 +37,63 @@ fn micros_since_epoch() -> u128 {
 
 #[tokio::main]
 async fn main() {
+    match std::env::var("SCENARIO").as_deref().unwrap_or("fanout") {
+        "fanout" => fanout().await,
+        "idle" => idle().await,
+        "startup" => startup().await,
+        other => panic!("unknown SCENARIO {other}: fanout, idle or startup"),
+    }
+}
+
+async fn idle() {
+    let connections = env_or("CONNECTIONS", 10_000);
+    let server = ServerProcess::start(1024);
+    let url = format!("ws://{}/app/app_key?protocol=7", server.addr);
+    let (warm, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        ws.next().await; // connection_established
+        clients.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.rss_kib();
+    println!("idle: {connections} connections");
+    println!(
+        "  server RSS      {before} KiB -> {after} KiB: {:.1} KiB per connection",
+        (after - before) as f64 / connections as f64
+    );
+    println!("  kernel socket memory is not in RSS: see /proc/net/sockstat (`mem`, in pages)");
+}
+
+async fn startup() {
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let server = ServerProcess::start(1024);
+        loop {
+            if std::net::TcpStream::connect(&server.addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!("startup: spawn to first accepted connection, 20 runs");
+    println!(
+        "  median {:.1} ms, max {:.1} ms (includes reading the listening line from the log)",
+        times[10].as_secs_f64() * 1e3,
+        times[19].as_secs_f64() * 1e3
+    );
+}
+
+async fn fanout() {
     let subscribers = env_or("SUBSCRIBERS", 1000);
+    let rate = env_or("RATE", 0);
     let events = env_or("EVENTS", 200);
     let payload = env_or("PAYLOAD_BYTES", 100);
 
@@ -75,7 +135,11 @@ async fn main() {
     let cpu_before = server.cpu_seconds();
     let filler = "x".repeat(payload);
     let start = Instant::now();
-    for _ in 0..events {
+    let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+    for i in 0..events {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until((start + pace * i as u32).into()).await;
+        }
         let data = format!("{}:{filler}", micros_since_epoch());
         let body = serde_json::json!({"name": "tick", "channel": "bench", "data": data});
         let (status, _) = api.call("POST", "/apps/app_id/events", Some(&body)).await;
@@ -96,7 +160,12 @@ async fn main() {
     let server_cpu = server.cpu_seconds() - cpu_before;
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    println!("fanout: {subscribers} subscribers x {events} events of {payload} bytes");
+    let pace = if rate > 0 {
+        format!("at {rate} events/s")
+    } else {
+        "flat out".to_string()
+    };
+    println!("fanout: {subscribers} subscribers x {events} events of {payload} bytes, {pace}");
     println!(
         "  delivered       {} of {}",
         all.len(),
@@ -162,6 +231,12 @@ impl ServerProcess {
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         ServerProcess { child, addr }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     /// User plus system CPU seconds of the server process so far (Linux, 100 ticks a second).

@@ -76,6 +76,9 @@ impl Session {
         let channels: Vec<String> = self.subscriptions.keys().cloned().collect();
         for channel in channels {
             crate::cmd::unsubscribe::leave(self, &channel).await;
+            // A connection with many channels must not hold its worker thread while the other
+            // connections' pings wait.
+            tokio::task::consume_budget().await;
         }
         crate::cmd::signin::sign_out(self).await;
     }
