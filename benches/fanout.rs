@@ -49,13 +49,17 @@ async fn idle() {
     let connections = env_or("CONNECTIONS", 10_000);
     let server = ServerProcess::start(1024);
     let url = format!("ws://{}/app/app_key?protocol=7", server.addr);
-    let (warm, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (warm, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
     drop(warm);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kib();
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
         ws.next().await; // connection_established
         clients.push(ws);
     }

@@ -108,33 +108,44 @@ pub async fn serve(
     ));
 
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
-    let mut deadline = Instant::now() + activity_timeout;
-    let mut awaiting_pong = false;
-    let authorization_deadline =
-        Instant::now() + Duration::from_millis(app.authorization_timeout_ms);
-    // Set while the transport has unwritten bytes: when the peer must have taken some.
-    let mut stalled_at: Option<Instant> = None;
+    // The timers are created once and move only when they fire (they check the time of the last
+    // frame or write instead): a delivery touches no timer, and no shared lock.
+    let now = Instant::now();
+    let mut last_heard = now;
+    let mut ping_sent: Option<Instant> = None;
+    let liveness = sleep_until(now + activity_timeout);
+    let authorization = sleep_until(now + Duration::from_millis(app.authorization_timeout_ms));
+    // The last time the peer took bytes, or the backlog was empty.
+    let mut last_progress = now;
+    let stall = sleep_until(now + write_timeout);
+    let close = outbox.close_signal().requested();
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(liveness, authorization, stall, close, shutdown);
 
     let end = loop {
-        match (sink.backlog() > 0, stalled_at) {
-            (false, _) => stalled_at = None,
-            (true, None) => stalled_at = Some(Instant::now() + write_timeout),
-            (true, Some(_)) => {}
-        }
         let backlog = sink.backlog();
         tokio::select! {
             biased;
-            reason = outbox.close_signal().requested() => break End::Close(reason.clone()),
-            _ = state.shutdown.cancelled() => break End::Close(CloseError::ShuttingDown),
+            reason = &mut close => break End::Close(reason.clone()),
+            _ = &mut shutdown => break End::Close(CloseError::ShuttingDown),
             written = sink.write_some(), if backlog > 0 => match written {
-                Ok(()) => stalled_at = Some(Instant::now() + write_timeout),
+                Ok(()) => last_progress = Instant::now(),
                 Err(_) => break End::Gone,
             },
-            _ = sleep_until(stalled_at.unwrap_or_else(Instant::now)), if stalled_at.is_some() => {
-                tracing::debug!(socket = outbox.socket_id(), "peer stopped reading: closed");
-                break End::Gone;
+            _ = &mut stall => {
+                let now = Instant::now();
+                if sink.backlog() == 0 {
+                    last_progress = now;
+                } else if now.duration_since(last_progress) >= write_timeout {
+                    tracing::debug!(socket = outbox.socket_id(), "peer stopped reading: dropped");
+                    break End::Gone;
+                }
+                stall.as_mut().reset(last_progress + write_timeout);
             }
             Some(first) = queue.recv(), if backlog < SINK_HIGH_WATER => {
+                if backlog == 0 {
+                    last_progress = Instant::now();
+                }
                 sink.push(&first);
                 // Whatever else is queued goes out in the same vectored write.
                 for _ in 1..PULL_BATCH {
@@ -142,6 +153,9 @@ pub async fn serve(
                         Some(next) => sink.push(&next),
                         None => break,
                     }
+                }
+                if sink.try_write().is_err() {
+                    break End::Gone;
                 }
             }
             received = source.recv() => {
@@ -151,8 +165,7 @@ pub async fn serve(
                     Received::Violation { code, reason } => break End::Violation(code, reason),
                     Received::Gone => break End::Gone,
                     other => {
-                        deadline = Instant::now() + activity_timeout;
-                        awaiting_pong = false;
+                        last_heard = Instant::now();
                         match other {
                             Received::Binary => session.send_error(&FrameError::BinaryFrame, None),
                             Received::Ping(payload) => sink.pong(payload),
@@ -161,8 +174,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                deadline = Instant::now() + activity_timeout;
-                awaiting_pong = false;
+                last_heard = Instant::now();
                 if text.len() > frame_limit {
                     session.send_error(
                         &FrameError::FrameTooLarge { size: text.len(), limit: frame_limit },
@@ -175,16 +187,29 @@ pub async fn serve(
                     Err(error) => session.send_error(&error, None),
                 }
             }
-            _ = sleep_until(authorization_deadline), if app.authorized_connections && !session.authorized => {
+            _ = &mut authorization, if app.authorized_connections && !session.authorized => {
                 break End::Close(CloseError::NotAuthorizedInTime);
             }
-            _ = sleep_until(deadline) => {
-                if awaiting_pong {
-                    break End::Close(CloseError::PongNotReceived);
-                }
-                outbox.send(frame::ping());
-                awaiting_pong = true;
-                deadline = Instant::now() + pong_timeout;
+            _ = &mut liveness => {
+                let now = Instant::now();
+                let next = match ping_sent {
+                    // Any frame since the ping answers it.
+                    Some(sent) if last_heard > sent => {
+                        ping_sent = None;
+                        last_heard + activity_timeout
+                    }
+                    Some(sent) if now >= sent + pong_timeout => {
+                        break End::Close(CloseError::PongNotReceived);
+                    }
+                    Some(sent) => sent + pong_timeout,
+                    None if now >= last_heard + activity_timeout => {
+                        outbox.send(frame::ping());
+                        ping_sent = Some(now);
+                        now + pong_timeout
+                    }
+                    None => last_heard + activity_timeout,
+                };
+                liveness.as_mut().reset(next);
             }
         }
     };

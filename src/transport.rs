@@ -51,6 +51,10 @@ pub trait Sink: Send {
 
     /// Writes part of the backlog, as much as one write takes. Cancel-safe.
     fn write_some(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes what the transport takes right now without waiting, so frames just pushed go out
+    /// in the same wake-up.
+    fn try_write(&mut self) -> io::Result<()>;
 }
 
 /// Writes the whole backlog.

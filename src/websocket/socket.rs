@@ -157,23 +157,43 @@ impl Sink for WsSink {
     }
 
     async fn write_some(&mut self) -> io::Result<()> {
-        // A pong may only go between frames, never inside one already half written.
+        self.pong_between_frames();
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = fill_slices(&self.queue, self.offset, &mut slices);
+        if count == 0 {
+            return Ok(());
+        }
+        let written = self.io.write_vectored(&slices[..count]).await?;
+        self.advance(written)
+    }
+
+    fn try_write(&mut self) -> io::Result<()> {
+        self.pong_between_frames();
+        while self.backlog > 0 {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = fill_slices(&self.queue, self.offset, &mut slices);
+            match self.io.try_write_vectored(&slices[..count]) {
+                Ok(written) => self.advance(written)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WsSink {
+    /// A pong may only go between frames, never inside one already half written.
+    fn pong_between_frames(&mut self) {
         if self.offset == 0 {
             if let Some(pong) = self.pong.take() {
                 self.queue.push_front(pong);
             }
         }
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut count = 0;
-        for (i, bytes) in self.queue.iter().take(MAX_SLICES).enumerate() {
-            let start = if i == 0 { self.offset } else { 0 };
-            slices[i] = IoSlice::new(&bytes[start..]);
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(());
-        }
-        let mut written = self.io.write_vectored(&slices[..count]).await?;
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn advance(&mut self, mut written: usize) -> io::Result<()> {
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -181,7 +201,7 @@ impl Sink for WsSink {
         while written > 0 {
             let front = self
                 .queue
-                .front_mut()
+                .front()
                 .expect("written bytes came from the queue");
             let remaining = front.len() - self.offset;
             if written >= remaining {
@@ -198,4 +218,15 @@ impl Sink for WsSink {
         }
         Ok(())
     }
+}
+
+/// The unwritten parts of the first queued frames, for one vectored write.
+fn fill_slices<'a>(queue: &'a VecDeque<Bytes>, offset: usize, out: &mut [IoSlice<'a>]) -> usize {
+    let mut count = 0;
+    for (i, bytes) in queue.iter().take(out.len()).enumerate() {
+        let start = if i == 0 { offset } else { 0 };
+        out[i] = IoSlice::new(&bytes[start..]);
+        count += 1;
+    }
+    count
 }
