@@ -478,13 +478,8 @@ pub fn cache_miss(channel: &str) -> Frame {
     build::<()>("pusher:cache_miss", Some(channel), None, None)
 }
 
-/// An event triggered through the REST API: `data` is the publisher's string, relayed verbatim.
-pub fn channel_event(event: &str, channel: &str, data: &str) -> Frame {
-    build(event, Some(channel), Some(data), None)
-}
-
-/// The same, from `data` as the JSON string literal the publisher sent: its bytes go into the
-/// frame as they are, with no unescaping and escaping again.
+/// An event triggered through the REST API, from `data` as the JSON string literal the publisher
+/// sent: its bytes go into the frame as they are, with no unescaping and escaping again.
 pub fn channel_event_raw(event: &str, channel: &str, data: &RawValue) -> Frame {
     build(event, Some(channel), Some(data), None)
 }
@@ -591,7 +586,11 @@ mod tests {
             r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#
         );
         assert_eq!(
-            &*channel_event("e", "c", "{\"a\":1}"),
+            &*channel_event_raw(
+                "e",
+                "c",
+                &RawValue::from_string(r#""{\"a\":1}""#.into()).unwrap()
+            ),
             r#"{"event":"e","channel":"c","data":"{\"a\":1}"}"#
         );
         let info: Arc<RawValue> = RawValue::from_string(r#"{"name":"Ann"}"#.into())

@@ -1,34 +1,38 @@
 //! poxide: a server for the Pusher Channels protocol.
 //!
-//! The layout follows the path of a message: `frame` (wire format) and `channel` (names) are
-//! parsed by `connection` and dispatched to `cmd/`; `hub/` holds channel state behind the
-//! `Adapter` trait and fans frames out to each `socket`'s bounded queue; `http/` is the signed
-//! REST API; `signature` the HMACs; `config` and `apps` the settings; `server` wires it up.
-//! `conformance/` replays the protocol transcripts against any server.
+//! The layout follows the path of a message. `listener` accepts TCP, `service` serves HTTP/1.1
+//! on each connection and hands WebSocket upgrades to `upgrade`; `websocket/` is that transport
+//! (behind the `transport` seam) and `connection` runs one client over it, parsing with `frame`
+//! (wire format) and `channel` (names) and dispatching to `cmd/`. `hub/` holds channel state
+//! behind the `Adapter` trait and fans frames out to each `socket`'s bounded queue; `http/` is
+//! the signed REST API; `webhook/` the webhooks; `signature` the HMACs; `config` and `apps` the
+//! settings; `state` what everything shares; `server` wires it up. `conformance/` replays the
+//! protocol transcripts against any server; `fuzzing` is what the fuzz targets call.
 
-pub mod apps;
-pub mod channel;
-pub mod cmd;
+mod apps;
+mod channel;
+mod cmd;
 pub mod config;
 pub mod conformance;
-pub mod connection;
-pub mod error;
-pub mod frame;
+mod connection;
+mod error;
+mod frame;
 pub mod fuzzing;
-pub mod http;
-pub mod hub;
-pub mod listener;
-pub mod server;
-pub mod service;
-pub mod session;
+mod http;
+mod hub;
+mod listener;
+mod server;
+mod service;
+mod session;
 pub mod signature;
-pub mod socket;
-pub mod state;
-pub mod subscription_count;
-pub mod transport;
-pub mod upgrade;
-pub mod webhook;
-pub mod websocket;
+mod socket;
+mod state;
+mod subscription_count;
+mod transport;
+mod upgrade;
+mod webhook;
+mod websocket;
 
 pub use config::{AppConfig, Config};
 pub use server::{RunningServer, Server};
+pub use webhook::WebhookStats;

@@ -33,12 +33,6 @@ impl Server {
         }
     }
 
-    /// Replaces the in-memory hub, e.g. with one shared between nodes.
-    pub fn with_adapter(mut self, adapter: Arc<dyn Adapter>) -> Self {
-        self.adapter = adapter;
-        self
-    }
-
     /// Binds `config.host:config.port` and starts serving in the background.
     pub async fn start(self) -> io::Result<RunningServer> {
         let listener =

@@ -114,6 +114,7 @@ impl SubscriptionCounts {
     }
 
     /// Channels whose counts are being ordered or throttled.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.channels.len()
     }

@@ -312,10 +312,6 @@ impl Adapter for MemoryAdapter {
             .unwrap_or_default()
     }
 
-    async fn connection_count(&self, app: &str) -> usize {
-        self.app(app).connections.load(Ordering::SeqCst)
-    }
-
     async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool {
         let state = self.app(app);
         let mut sockets = state.users.entry(user_id.to_string()).or_default();
@@ -626,7 +622,7 @@ mod tests {
         let (s2, _r2) = socket("1.2");
         assert!(hub.add_socket("a", &s1, Some(1)).await.is_ok());
         assert!(hub.add_socket("a", &s2, Some(1)).await.is_err());
-        assert_eq!(hub.connection_count("a").await, 1);
+        assert_eq!(hub.app("a").connections.load(Ordering::SeqCst), 1);
         hub.remove_socket("a", "1.1").await;
         assert!(hub.add_socket("a", &s2, Some(1)).await.is_ok());
     }

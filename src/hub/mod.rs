@@ -110,9 +110,6 @@ pub trait Adapter: Send + Sync + 'static {
     /// Presence members, sorted by user id.
     async fn members(&self, app: &str, channel: &str) -> Vec<Member>;
 
-    /// Connections of the app on this node.
-    async fn connection_count(&self, app: &str) -> usize;
-
     /// Records that `socket` is signed in as `user_id`; true when it is the user's first
     /// connection (the user came online).
     async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool;

@@ -14,5 +14,5 @@ pub mod codec;
 mod handshake;
 mod socket;
 
-pub use handshake::{accept_key, is_upgrade, HandshakeError};
-pub use socket::{split, WsSink, WsSource};
+pub use handshake::{accept_key, is_upgrade};
+pub use socket::split;
