@@ -60,6 +60,8 @@ pub fn routes() -> Route {
             "/apps/:app_id/users/:user_id/terminate_connections",
             post(http::terminate_user),
         )
+        .at("/ping", get(http::health::ping))
+        .at("/up", get(http::health::up))
         .at("/", http::not_found)
         .at("/*path", http::not_found)
 }

@@ -115,3 +115,23 @@ fn the_binary_starts_with_defaults_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn health_checks_answer_for_balancers_and_probes() {
+    let server = Server::new(test_config()).start().await.unwrap();
+    let http = reqwest::Client::new();
+    for (path, body) in [("/ping", "Pong!"), ("/up", "OK")] {
+        let response = http
+            .get(format!("{}{path}", server.http_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert_eq!(response.text().await.unwrap(), body, "{path}");
+    }
+    server.shutdown().await.unwrap();
+}

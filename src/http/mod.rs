@@ -6,6 +6,7 @@ pub mod auth;
 pub mod channels;
 pub mod events;
 mod fields;
+pub mod health;
 
 use std::sync::Arc;
 
