@@ -110,6 +110,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .iter()
         .map(|a| format!("{} (key {})", a.id, a.key))
         .collect();
+    // Before the server says it is listening: a SIGTERM right after that line must find the
+    // handler in place.
+    let stop = stop_signal();
     let server = match Server::new(config).start().await {
         Ok(server) => server,
         Err(e) => {
@@ -122,7 +125,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::info!("settings from the environment: {}", env_used.join(", "));
     }
     tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     match server.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,17 +136,22 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the handlers now; the future resolves on SIGINT or SIGTERM.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
