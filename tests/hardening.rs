@@ -526,16 +526,15 @@ async fn memory_freed_by_a_closed_burst_is_reused_not_grown() {
         "the burst took memory: {baseline} -> {first} KiB"
     );
     let mut peaks = vec![first];
-    for _ in 0..3 {
+    for _ in 0..4 {
         peaks.push(burst(&url, pid, 3000).await);
     }
-    // A leak would add the first burst's growth again with each burst.
-    let allowance = (first - baseline) / 5;
-    for peak in &peaks[1..] {
-        assert!(
-            *peak <= first + allowance,
-            "RSS {baseline} KiB at start, peaks {peaks:?}: memory grows with each burst"
-        );
-    }
+    // A leak of a quarter of what each burst takes would, after four more bursts, have added
+    // the first burst's growth again; the allocator's own variation is far below that.
+    let last = *peaks.last().unwrap();
+    assert!(
+        last <= first + (first - baseline),
+        "RSS {baseline} KiB at start, peaks {peaks:?}: memory grows with each burst"
+    );
     child.kill().await.unwrap();
 }
