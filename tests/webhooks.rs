@@ -323,6 +323,7 @@ async fn a_target_gets_only_the_event_types_it_asked_for() {
 
 #[tokio::test]
 async fn a_stalled_receiver_fills_the_bounded_queue_and_the_excess_is_dropped_and_counted() {
+    log::install();
     let receiver = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
@@ -354,7 +355,54 @@ async fn a_stalled_receiver_fills_the_bounded_queue_and_the_excess_is_dropped_an
         .dropped
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(dropped >= 90, "dropped {dropped} of 100");
+    // One log line for the first drop; the rest are counted into the next line, due in 10 s.
+    let lines: Vec<String> = log::lines()
+        .into_iter()
+        .filter(|l| l.contains("webhook queue full"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].ends_with("dropped=1"), "{lines:?}");
     server.shutdown().await.unwrap();
+}
+
+/// Every test of this file logs into one buffer, so a test can count what was logged.
+mod log {
+    use std::{
+        io,
+        sync::{Mutex, Once},
+    };
+
+    static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    struct Writer;
+
+    impl io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            LOG.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            tracing_subscriber::fmt()
+                .with_env_filter("poxide=warn")
+                .with_writer(|| Writer)
+                .with_ansi(false)
+                .init();
+        });
+    }
+
+    pub fn lines() -> Vec<String> {
+        String::from_utf8_lossy(&LOG.lock().unwrap())
+            .lines()
+            .map(String::from)
+            .collect()
+    }
 }
 
 #[tokio::test]
