@@ -5,6 +5,12 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 use poxide::{config::Overrides, Config, Server};
 
+/// With glibc's allocator the server's memory grew steadily under connection churn (about
+/// 9 MiB a minute with 10 000 churning connections, fragmentation); with mimalloc it stays flat,
+/// and what a burst of connections frees is reused by the next ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "A server for the Pusher Channels protocol")]
 struct Cli {
@@ -107,7 +113,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
     // Before the server says it is listening: a SIGTERM right after that line must find the
     // handler in place.
     let stop = stop_signal();
-    tokio::spawn(return_freed_memory());
     let server = match Server::new(config).start().await {
         Ok(server) => server,
         Err(e) => {
@@ -148,24 +153,5 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(not(unix))]
     async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// How often freed memory is handed back to the system.
-const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// glibc keeps what a burst of closing connections freed inside the process, in pages scattered
-/// among its arenas; `malloc_trim` returns every free page to the system. Without it the
-/// memory of 10 000 closed connections stayed in the process, and churn made it grow. It walks
-/// the heap (milliseconds for hundreds of MiB), so it runs on a blocking thread.
-async fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let mut every = tokio::time::interval(TRIM_INTERVAL);
-        loop {
-            every.tick().await;
-            // SAFETY: malloc_trim only releases memory the allocator holds free.
-            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
-        }
     }
 }
