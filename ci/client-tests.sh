@@ -9,6 +9,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib/server.sh
+source "$ROOT/ci/lib/server.sh"
 JS="$ROOT/js-client-tests"
 cd "$ROOT"
 
@@ -45,18 +47,7 @@ SERVER_LOG="$WORK/poxide.log"
 
 SERVER_PID=""
 stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "poxide (pid $SERVER_PID) did not stop on SIGTERM; killing it" >&2
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  poxide_stop "$SERVER_PID" 50
   SERVER_PID=""
 }
 cleanup() {
@@ -68,10 +59,7 @@ trap 'exit 130' INT TERM
 
 log "starting poxide on 127.0.0.1:$PORT"
 # poxide lets PORT / POXIDE_* / Poxa's variables override the file: drop any from this shell.
-unset_args=()
-while IFS= read -r name; do
-  unset_args+=(-u "$name")
-done < <(env | sed -n -E 's/^(PORT|PAYLOAD_LIMIT|ACTIVITY_TIMEOUT|WEB_HOOK|POXA_[A-Za-z0-9_]*|POXIDE_[A-Za-z0-9_]*)=.*/\1/p')
+poxide_unset_args
 env "${unset_args[@]}" "$BIN" --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 

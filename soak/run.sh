@@ -12,6 +12,8 @@ set -euo pipefail
 
 SOAK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SOAK/.." && pwd)"
+# shellcheck source=../ci/lib/server.sh
+source "$ROOT/ci/lib/server.sh"
 OUT="${SOAK_OUT:-$SOAK/out}"
 BIN="$ROOT/target/release/poxide"
 VENV="$SOAK/.venv"
@@ -82,18 +84,7 @@ EOF
 
 SERVER_PID=""
 stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "poxide (pid $SERVER_PID) did not stop on SIGTERM; killing it" >&2
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  poxide_stop "$SERVER_PID" 100
   SERVER_PID=""
 }
 cleanup() {
@@ -105,10 +96,7 @@ trap 'exit 130' INT TERM
 
 log "starting poxide on 127.0.0.1:$PORT (log: $SERVER_LOG)"
 # poxide lets PORT / POXIDE_* / Poxa's variables override the file: drop any from this shell.
-unset_args=()
-while IFS= read -r name; do
-  unset_args+=(-u "$name")
-done < <(env | sed -n -E 's/^(PORT|PAYLOAD_LIMIT|ACTIVITY_TIMEOUT|WEB_HOOK|POXA_[A-Za-z0-9_]*|POXIDE_[A-Za-z0-9_]*)=.*/\1/p')
+poxide_unset_args
 server_cmd=("$BIN" --config "$CONFIG")
 if [ -n "${SOAK_SERVER_CPUS:-}" ]; then server_cmd=(taskset -c "$SOAK_SERVER_CPUS" "${server_cmd[@]}"); fi
 # setsid: its own session, so a Ctrl-C reaches only the client, which then closes everything and

@@ -69,12 +69,15 @@ describe('client events', () => {
     const errors = recordErrors(a);
     // The subscribe goes out only after the auth round trip, so this client event comes first.
     const ch = a.subscribe(name);
+    // Bound before the error is awaited: both replies can arrive in one read, and then
+    // pusher-js emits them in the same tick.
+    const succeeded = waitEvent(ch, 'pusher:subscription_succeeded');
     ch.trigger('client-too-early', {});
     assert.deepEqual(await pusherError(errors), {
       message: `Cannot broadcast client event (connection not subscribed to channel ${name})`,
       code: null,
     });
-    await waitEvent(ch, 'pusher:subscription_succeeded');
+    await succeeded;
   });
 
   it('the 11th client event within a second is refused with code 4301', async (t) => {
