@@ -42,10 +42,7 @@ impl Frame {
 
 impl From<&str> for Frame {
     fn from(text: &str) -> Frame {
-        let mut buf = Vec::with_capacity(codec::MAX_HEADER + text.len());
-        buf.resize(codec::MAX_HEADER, 0);
-        buf.extend_from_slice(text.as_bytes());
-        Frame::seal(buf)
+        Frame(codec::encode(codec::OP_TEXT, text.as_bytes()))
     }
 }
 
