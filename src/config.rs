@@ -182,8 +182,33 @@ pub struct Config {
     /// Deadline for reading a REST request body.
     pub http_body_timeout: Duration,
     pub webhook_delivery: WebhookDelivery,
+    /// Set: this node joins the cluster that shares this Redis.
+    pub cluster: Option<ClusterConfig>,
     pub apps: Vec<AppConfig>,
 }
+
+/// `[cluster]`: the Redis that several nodes share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://[:password@]host:port[/db]`.
+    pub redis_url: String,
+    /// Every key and pub/sub channel starts with it, so clusters can share one Redis.
+    pub prefix: String,
+    /// A node silent for this long is dead, and its connections are removed.
+    pub node_timeout: Duration,
+}
+
+/// The TOML form of [`ClusterConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    redis_url: Option<String>,
+    prefix: Option<String>,
+    node_timeout_ms: Option<u64>,
+}
+
+const DEFAULT_PREFIX: &str = "poxide";
+const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -198,6 +223,7 @@ impl Default for Config {
             http_header_timeout: Duration::from_secs(30),
             http_body_timeout: Duration::from_secs(30),
             webhook_delivery: WebhookDelivery::default(),
+            cluster: None,
             apps: vec![AppConfig::default()],
         }
     }
@@ -217,6 +243,7 @@ struct FileConfig {
     http_header_timeout_ms: Option<u64>,
     http_body_timeout_ms: Option<u64>,
     webhook_delivery: Option<WebhookDelivery>,
+    cluster: Option<FileCluster>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -234,6 +261,9 @@ pub struct Overrides {
     pub pong_timeout_ms: Option<String>,
     /// Adds a webhook receiver (all events) to the default app.
     pub webhook_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
+    pub node_timeout_ms: Option<String>,
 }
 
 impl Overrides {
@@ -258,6 +288,9 @@ impl Overrides {
             activity_timeout: pick(&["POXIDE_ACTIVITY_TIMEOUT", "ACTIVITY_TIMEOUT"]),
             pong_timeout_ms: pick(&["POXIDE_PONG_TIMEOUT_MS"]),
             webhook_url: pick(&["POXIDE_WEBHOOK_URL", "WEB_HOOK"]),
+            redis_url: pick(&["POXIDE_REDIS_URL"]),
+            redis_prefix: pick(&["POXIDE_REDIS_PREFIX"]),
+            node_timeout_ms: pick(&["POXIDE_NODE_TIMEOUT_MS"]),
         };
         (o, used)
     }
@@ -280,6 +313,23 @@ impl Overrides {
         }
         if let Some(v) = &self.pong_timeout_ms {
             config.pong_timeout = Duration::from_millis(parse_number(v, &key("pong_timeout_ms"))?);
+        }
+        if let Some(url) = &self.redis_url {
+            let cluster = config.cluster.get_or_insert_with(|| ClusterConfig {
+                redis_url: String::new(),
+                prefix: DEFAULT_PREFIX.into(),
+                node_timeout: DEFAULT_NODE_TIMEOUT,
+            });
+            cluster.redis_url = url.clone();
+        }
+        if let Some(cluster) = &mut config.cluster {
+            if let Some(prefix) = &self.redis_prefix {
+                cluster.prefix = prefix.clone();
+            }
+            if let Some(v) = &self.node_timeout_ms {
+                cluster.node_timeout =
+                    Duration::from_millis(parse_number(v, &key("node_timeout_ms"))?);
+            }
         }
         let app = config
             .apps
@@ -379,6 +429,18 @@ impl Config {
         }
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
+        }
+        if let Some(FileCluster {
+            redis_url: Some(redis_url),
+            prefix,
+            node_timeout_ms,
+        }) = file.cluster
+        {
+            config.cluster = Some(ClusterConfig {
+                redis_url,
+                prefix: prefix.unwrap_or_else(|| DEFAULT_PREFIX.into()),
+                node_timeout: node_timeout_ms.map_or(DEFAULT_NODE_TIMEOUT, Duration::from_millis),
+            });
         }
         if let Some(apps) = file.apps {
             config.apps = apps;
@@ -518,6 +580,34 @@ impl Config {
                 if value == 0 {
                     return invalid(key(name), "0".into(), "a positive integer");
                 }
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if !cluster.redis_url.starts_with("redis://") {
+                let expected = if cluster.redis_url.starts_with("rediss://") {
+                    "a redis:// URL (TLS to Redis, rediss://, is not supported yet)"
+                } else {
+                    "a redis:// URL such as redis://127.0.0.1:6379/0"
+                };
+                return invalid(
+                    "cluster.redis_url".into(),
+                    cluster.redis_url.clone(),
+                    expected,
+                );
+            }
+            if cluster.prefix.is_empty() || cluster.prefix.contains(['{', '}']) {
+                return invalid(
+                    "cluster.prefix".into(),
+                    cluster.prefix.clone(),
+                    "a non-empty prefix without { or }",
+                );
+            }
+            if cluster.node_timeout < Duration::from_millis(500) {
+                return invalid(
+                    "cluster.node_timeout_ms".into(),
+                    cluster.node_timeout.as_millis().to_string(),
+                    "at least 500",
+                );
             }
         }
         Ok(())

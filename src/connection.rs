@@ -16,6 +16,7 @@ use crate::{
     config::AppConfig,
     error::{CloseError, FrameError},
     frame::{self, ClientFrame},
+    hub::Refusal,
     session::Session,
     socket::{new_socket_id, Outbox},
     state::ServerState,
@@ -90,13 +91,16 @@ pub async fn serve(
     app: Arc<AppConfig>,
 ) {
     let (outbox, mut queue) = Outbox::new(new_socket_id(), state.outbox_bounds());
-    if state
+    if let Err(refusal) = state
         .adapter
         .add_socket(&app.id, &outbox, app.max_connections)
         .await
-        .is_err()
     {
-        return refuse(source, sink, CloseError::OverConnectionQuota).await;
+        let reason = match refusal {
+            Refusal::OverQuota => CloseError::OverConnectionQuota,
+            Refusal::Unavailable => CloseError::ClusterUnavailable,
+        };
+        return refuse(source, sink, reason).await;
     }
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;

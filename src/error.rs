@@ -29,6 +29,13 @@ pub enum CloseError {
     /// Authorized connections: neither signed in nor subscribed to an authorized channel in time.
     #[error("Connection not authorized within timeout")]
     NotAuthorizedInTime,
+    /// The node lost its Redis, so the connection may have missed events: reconnect and
+    /// resubscribe (pusher-js does so at once on 42xx).
+    #[error("Cluster state was lost, please reconnect")]
+    ClusterLost,
+    /// The node cannot reach its Redis: try again later (pusher-js backs off on 41xx).
+    #[error("Cluster state unavailable, please retry later")]
+    ClusterUnavailable,
 }
 
 impl CloseError {
@@ -39,7 +46,8 @@ impl CloseError {
             CloseError::PathNotFound => 4005,
             CloseError::UnsupportedProtocol => 4007,
             CloseError::OverCapacity => 4100,
-            CloseError::ShuttingDown => 4200,
+            CloseError::ShuttingDown | CloseError::ClusterLost => 4200,
+            CloseError::ClusterUnavailable => 4100,
             CloseError::PongNotReceived => 4201,
             // 40xx: pusher-js does not reconnect, which is the point of both.
             CloseError::Terminated | CloseError::NotAuthorizedInTime => 4009,
@@ -114,6 +122,15 @@ pub enum FrameError {
     TooManyChannels { channel: String, limit: usize },
     #[error("Subscription rejected due to rate limit: at most {0} subscribes and unsubscribes per second")]
     SubscriptionRateLimited(u32),
+    /// The shared state did not answer in time; the connection is closed with 4200 after it.
+    #[error("Cluster state unavailable, please reconnect")]
+    Unavailable,
+}
+
+impl From<crate::hub::Unavailable> for FrameError {
+    fn from(_: crate::hub::Unavailable) -> Self {
+        FrameError::Unavailable
+    }
 }
 
 impl FrameError {
@@ -225,6 +242,14 @@ pub enum ApiError {
     BodyTooLarge(usize),
     #[error("Request body not received within {0} ms")]
     BodyTimeout(u64),
+    #[error("Cluster state unavailable: the node cannot reach its Redis in time, try again")]
+    Unavailable,
+}
+
+impl From<crate::hub::Unavailable> for ApiError {
+    fn from(_: crate::hub::Unavailable) -> Self {
+        ApiError::Unavailable
+    }
 }
 
 impl ApiError {
@@ -242,6 +267,7 @@ impl ApiError {
             | BadSignature { .. } => 401,
             PayloadTooLarge { .. } | BodyTooLarge(_) => 413,
             BodyTimeout(_) => 408,
+            Unavailable => 503,
             InvalidBody(_)
             | MissingField(_)
             | InvalidChannelName { .. }

@@ -11,6 +11,7 @@
 
 mod apps;
 mod channel;
+mod cluster;
 mod cmd;
 pub mod config;
 pub mod conformance;
@@ -28,6 +29,7 @@ pub mod signature;
 mod socket;
 mod state;
 mod subscription_count;
+mod transitions;
 mod transport;
 mod upgrade;
 mod webhook;

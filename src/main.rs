@@ -61,6 +61,15 @@ struct ServeArgs {
     /// Send the default app's webhooks (all events) to this http:// URL.
     #[arg(long)]
     webhook_url: Option<String>,
+    /// Join the cluster of nodes that share this Redis (redis://host:6379/0).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key and channel of the cluster (default poxide).
+    #[arg(long)]
+    redis_prefix: Option<String>,
+    /// Milliseconds of silence after which a node is dead (default 10000).
+    #[arg(long)]
+    node_timeout_ms: Option<String>,
 }
 
 impl ServeArgs {
@@ -75,6 +84,9 @@ impl ServeArgs {
             activity_timeout: self.activity_timeout.clone(),
             pong_timeout_ms: self.pong_timeout_ms.clone(),
             webhook_url: self.webhook_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            node_timeout_ms: self.node_timeout_ms.clone(),
         }
     }
 }

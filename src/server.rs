@@ -7,12 +7,14 @@ use poem::{get, post, EndpointExt, Route};
 use tokio::task::JoinHandle;
 
 use crate::{
+    cluster::ClusterAdapter,
     config::Config,
     http,
     hub::{memory::MemoryAdapter, Adapter},
     listener,
     service::Rest,
     state::ServerState,
+    transitions,
     webhook::WebhookStats,
 };
 
@@ -22,24 +24,35 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// A poxide server, configured but not yet listening.
 pub struct Server {
     config: Config,
-    adapter: Arc<dyn Adapter>,
 }
 
 impl Server {
     pub fn new(config: Config) -> Self {
-        Server {
-            config,
-            adapter: Arc::new(MemoryAdapter::new()),
-        }
+        Server { config }
     }
 
-    /// Binds `config.host:config.port` and starts serving in the background.
+    /// Binds `config.host:config.port` and starts serving in the background; in cluster mode
+    /// the node joins the cluster in the background too (it refuses connections until then).
     pub async fn start(self) -> io::Result<RunningServer> {
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::new(self.config.host, self.config.port))
                 .await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(ServerState::new(self.config, self.adapter));
+        let adapter: Arc<dyn Adapter> = match &self.config.cluster {
+            Some(cluster) => {
+                let apps = self.config.apps.iter().map(|a| a.id.clone()).collect();
+                let grace = self.config.webhook_delivery.grace_ms;
+                Arc::new(
+                    ClusterAdapter::start(cluster, apps, grace)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                )
+            }
+            None => Arc::new(MemoryAdapter::new()),
+        };
+        let state = Arc::new(ServerState::new(self.config, adapter));
+        if let Some(events) = state.adapter.events() {
+            tokio::spawn(transitions::follow(state.clone(), events));
+        }
         let rest: Rest = Arc::new(routes().data(state.clone()).boxed());
         let task = tokio::spawn(listener::run(listener, state.clone(), rest));
         Ok(RunningServer { state, addr, task })
@@ -62,6 +75,7 @@ pub fn routes() -> Route {
         )
         .at("/ping", get(http::health::ping))
         .at("/up", get(http::health::up))
+        .at("/ready", get(http::health::ready))
         .at("/", http::not_found)
         .at("/*path", http::not_found)
 }
@@ -107,6 +121,7 @@ impl RunningServer {
         self.task.await.map_err(io::Error::other)?;
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
+        self.state.adapter.shutdown().await;
         Ok(())
     }
 }

@@ -16,7 +16,6 @@ use tokio::{sync::Mutex, time::Instant};
 use crate::{
     channel::{Access, ChannelKind},
     config::AppConfig,
-    frame,
     state::ServerState,
     webhook::WebhookEvent,
 };
@@ -73,7 +72,9 @@ async fn update(
     if throttle.deferred {
         return;
     }
-    let count = current(state, app, channel).await;
+    let Some(count) = current(state, app, channel).await else {
+        return;
+    };
     // Sent even when unchanged (one left as another joined): the joiner has not had it yet.
     if let Some(at) = throttle.last_sent {
         let since = at.elapsed();
@@ -85,8 +86,7 @@ async fn update(
                 tokio::time::sleep(LARGE_CHANNEL_INTERVAL - since).await;
                 let mut throttle = lock.lock().await;
                 throttle.deferred = false;
-                let count = current(&state, &app, &channel).await;
-                send(&state, &app, &channel, count, &mut throttle).await;
+                send(&state, &app, &channel, &mut throttle).await;
                 drop(throttle);
                 drop(lock);
                 state
@@ -96,7 +96,7 @@ async fn update(
             return;
         }
     }
-    send(state, app, channel, count, &mut throttle).await;
+    send(state, app, channel, &mut throttle).await;
 }
 
 impl SubscriptionCounts {
@@ -120,33 +120,31 @@ impl SubscriptionCounts {
     }
 }
 
-async fn current(state: &ServerState, app: &AppConfig, channel: &str) -> usize {
-    state
-        .adapter
-        .channel_stats(&app.id, channel)
-        .await
-        .subscription_count
+/// The count now; `None` (nothing is sent) when the hub cannot say.
+async fn current(state: &ServerState, app: &AppConfig, channel: &str) -> Option<usize> {
+    match state.adapter.channel_stats(&app.id, channel).await {
+        Ok(stats) => Some(stats.subscription_count),
+        Err(e) => {
+            tracing::warn!(app = %app.id, channel, "subscription count not sent: {e}");
+            None
+        }
+    }
 }
 
-async fn send(
-    state: &ServerState,
-    app: &Arc<AppConfig>,
-    channel: &str,
-    count: usize,
-    throttle: &mut Throttle,
-) {
+async fn send(state: &ServerState, app: &Arc<AppConfig>, channel: &str, throttle: &mut Throttle) {
     throttle.last_sent = Some(Instant::now());
-    throttle.last_count = count;
-    state
+    let count = match state
         .adapter
-        .publish(
-            &app.id,
-            channel,
-            frame::subscription_count(channel, count),
-            None,
-            None,
-        )
-        .await;
+        .publish_subscription_count(&app.id, channel)
+        .await
+    {
+        Ok(count) => count,
+        Err(e) => {
+            tracing::warn!(app = %app.id, channel, "subscription count not sent: {e}");
+            return;
+        }
+    };
+    throttle.last_count = count;
     state.webhooks.emit(
         app,
         WebhookEvent::SubscriptionCount {
@@ -207,7 +205,7 @@ mod tests {
     }
 
     fn count(n: usize) -> String {
-        frame::subscription_count(CHANNEL, n).to_string()
+        crate::frame::subscription_count(CHANNEL, n).to_string()
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,7 +50,7 @@ pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), Fram
             Some(session.socket_id()),
             None,
         )
-        .await;
+        .await?;
     // The webhook carries data as a string: a string as sent, anything else as its JSON text.
     let data = match serde_json::from_str::<String>(event.data.get()) {
         Ok(text) => text,

@@ -9,7 +9,11 @@ pub mod unsubscribe;
 
 use tokio::time::Instant;
 
-use crate::{frame::ClientFrame, session::Session};
+use crate::{
+    error::{CloseError, FrameError},
+    frame::ClientFrame,
+    session::Session,
+};
 
 /// Applies one parsed frame; a rejection is reported to the client and the connection goes on.
 pub async fn apply(session: &mut Session, frame: ClientFrame) {
@@ -41,6 +45,9 @@ pub async fn apply(session: &mut Session, frame: ClientFrame) {
     };
     if let Err((channel, error)) = result {
         session.send_error(&error, channel.as_deref());
+        if error == FrameError::Unavailable {
+            session.outbox.close(CloseError::ClusterLost);
+        }
     }
 }
 

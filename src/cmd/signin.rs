@@ -7,7 +7,7 @@ use crate::{
     error::FrameError,
     frame::{self, SigninRequest},
     session::{Session, SignedIn},
-    signature,
+    signature, transitions,
 };
 
 /// Most watched user ids per user (protocol §4.2).
@@ -86,7 +86,7 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
     if !app.watchlist_events {
         watchlist.clear();
     }
-    let came_online = hub.add_user(&app.id, &id, &session.outbox).await;
+    let came_online = hub.add_user(&app.id, &id, &session.outbox).await?;
     session.user = Some(SignedIn {
         id: id.clone(),
         watching: watchlist.clone(),
@@ -97,8 +97,8 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
         session.send_error(&FrameError::WatchlistTooLong(MAX_WATCHLIST), None);
     }
     if !watchlist.is_empty() {
-        hub.watch(&app.id, &session.outbox, &watchlist).await;
-        let online = hub.online_users(&app.id, &watchlist).await;
+        hub.watch(&app.id, &session.outbox, &watchlist).await?;
+        let online = hub.online_users(&app.id, &watchlist).await?;
         let offline: Vec<String> = watchlist
             .iter()
             .filter(|w| !online.contains(w))
@@ -106,13 +106,8 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
             .collect();
         session.send(frame::watchlist_events(&online, &offline));
     }
-    if came_online && app.watchlist_events {
-        hub.publish_to_watchers(
-            &app.id,
-            &id,
-            frame::watchlist_events(std::slice::from_ref(&id), &[]),
-        )
-        .await;
+    if came_online {
+        transitions::presence_of_user(&session.state, &app, &id, true).await?;
     }
     Ok(())
 }
@@ -131,13 +126,10 @@ pub async fn sign_out(session: &mut Session) {
     let went_offline = hub
         .remove_user(&app.id, &user.id, session.socket_id())
         .await;
-    if went_offline && app.watchlist_events {
-        hub.publish_to_watchers(
-            &app.id,
-            &user.id,
-            frame::watchlist_events(&[], std::slice::from_ref(&user.id)),
-        )
-        .await;
+    if went_offline {
+        if let Err(e) = transitions::presence_of_user(&session.state, &app, &user.id, false).await {
+            tracing::warn!(app = %app.id, user_id = user.id, "offline not delivered: {e}");
+        }
     }
 }
 

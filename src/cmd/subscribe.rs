@@ -14,8 +14,7 @@ use crate::{
     frame::{self, Member, SubscribeRequest},
     hub::{JoinError, Joined, Subscriber},
     session::Session,
-    signature, subscription_count,
-    webhook::WebhookEvent,
+    signature, transitions,
 };
 
 /// Longest presence user id (protocol §4.2).
@@ -98,51 +97,19 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
     let joined = hub
         .subscribe(&session.app.id, &channel, subscriber, &first_frames)
         .await
-        .map_err(|JoinError::PresenceFull| FrameError::PresenceFull {
-            channel: channel.clone(),
-            limit: session.app.max_presence_members,
+        .map_err(|e| match e {
+            JoinError::PresenceFull => FrameError::PresenceFull {
+                channel: channel.clone(),
+                limit: session.app.max_presence_members,
+            },
+            JoinError::Unavailable => FrameError::Unavailable,
         })?;
     session.subscriptions.insert(channel.clone(), user_id);
     if kind.needs_auth() {
         session.authorized = true;
     }
-
-    let app = session.app.clone();
-    let webhooks = &session.state.webhooks;
-    if joined.occupied {
-        webhooks.emit(
-            &app,
-            WebhookEvent::ChannelOccupied {
-                channel: channel.clone(),
-            },
-        );
-    }
-    if let (true, Some(member)) = (joined.member_added, member) {
-        hub.publish(
-            &app.id,
-            &channel,
-            frame::member_added(&channel, &member),
-            Some(session.socket_id()),
-            None,
-        )
-        .await;
-        webhooks.emit(
-            &app,
-            WebhookEvent::MemberAdded {
-                channel: channel.clone(),
-                user_id: member.user_id,
-            },
-        );
-    }
-    if kind.cache && joined.first_cache_miss {
-        webhooks.emit(
-            &app,
-            WebhookEvent::CacheMiss {
-                channel: channel.clone(),
-            },
-        );
-    }
-    subscription_count::changed(&session.state, &app, &channel).await;
+    let (state, app) = (session.state.clone(), session.app.clone());
+    transitions::joined(&state, &app, &channel, session.socket_id(), member, &joined).await?;
     Ok(())
 }
 

@@ -3,10 +3,8 @@
 
 use crate::{
     channel::{Access, ChannelKind},
-    frame,
     session::Session,
-    subscription_count,
-    webhook::WebhookEvent,
+    transitions,
 };
 
 pub async fn leave(session: &mut Session, channel: &str) {
@@ -17,34 +15,10 @@ pub async fn leave(session: &mut Session, channel: &str) {
         // `#server-to-user-*` subscriptions live only in the session.
         return;
     }
-    let app = session.app.clone();
-    let hub = session.state.adapter.clone();
-    let left = hub.unsubscribe(&app.id, channel, session.socket_id()).await;
-    let webhooks = &session.state.webhooks;
-    if let Some(user_id) = left.member_removed {
-        hub.publish(
-            &app.id,
-            channel,
-            frame::member_removed(channel, &user_id),
-            None,
-            None,
-        )
+    let (state, app) = (session.state.clone(), session.app.clone());
+    let left = state
+        .adapter
+        .unsubscribe(&app.id, channel, session.socket_id())
         .await;
-        webhooks.emit(
-            &app,
-            WebhookEvent::MemberRemoved {
-                channel: channel.to_string(),
-                user_id,
-            },
-        );
-    }
-    if left.vacated {
-        webhooks.emit(
-            &app,
-            WebhookEvent::ChannelVacated {
-                channel: channel.to_string(),
-            },
-        );
-    }
-    subscription_count::changed(&session.state, &app, channel).await;
+    transitions::left(&state, &app, channel, left).await;
 }

@@ -30,7 +30,7 @@ pub async fn list(
         });
     }
     let mut channels = Map::new();
-    for (name, stats) in state.adapter.channels(&app.id).await {
+    for (name, stats) in state.adapter.channels(&app.id).await? {
         if !name.starts_with(prefix) {
             continue;
         }
@@ -64,7 +64,7 @@ pub async fn info(
             reason: PRESENCE_ONLY,
         });
     }
-    let stats = state.adapter.channel_stats(&app.id, channel).await;
+    let stats = state.adapter.channel_stats(&app.id, channel).await?;
     let mut out = Map::new();
     out.insert("occupied".into(), (stats.subscription_count > 0).into());
     if info.contains(&"user_count") {
@@ -74,7 +74,7 @@ pub async fn info(
         out.insert("subscription_count".into(), stats.subscription_count.into());
     }
     if info.contains(&"cache") && kind.cache {
-        let cached = state.adapter.cached_event(&app.id, channel).await;
+        let cached = state.adapter.cached_event(&app.id, channel).await?;
         out.insert(
             "cache".into(),
             cached.map_or(
@@ -94,7 +94,7 @@ pub async fn users(state: &ServerState, app: &AppConfig, channel: &str) -> Resul
     let users: Vec<Value> = state
         .adapter
         .members(&app.id, channel)
-        .await
+        .await?
         .into_iter()
         .map(|m| json!({ "id": m.user_id }))
         .collect();

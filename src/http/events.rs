@@ -15,7 +15,7 @@ use crate::{
     config::AppConfig,
     error::ApiError,
     frame,
-    hub::CacheEntry,
+    hub::{CacheEntry, HubResult},
     state::ServerState,
 };
 
@@ -36,7 +36,7 @@ struct Event<'a> {
 pub async fn trigger(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<Value, ApiError> {
     let object = Fields::parse(body)?;
     let event = Event::parse(&object, app, true)?;
-    publish(state, app, &event).await;
+    publish(state, app, &event).await?;
     if event.info.is_empty() {
         return Ok(json!({}));
     }
@@ -44,7 +44,7 @@ pub async fn trigger(state: &ServerState, app: &AppConfig, body: &[u8]) -> Resul
     for channel in &event.channels {
         channels.insert(
             channel.clone(),
-            attributes(state, app, channel, &event.info).await,
+            attributes(state, app, channel, &event.info).await?,
         );
     }
     Ok(json!({ "channels": channels }))
@@ -69,7 +69,7 @@ pub async fn batch(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<
         .map(|o| Event::parse(o, app, false))
         .collect::<Result<Vec<_>, _>>()?;
     for event in &events {
-        publish(state, app, event).await;
+        publish(state, app, event).await?;
     }
     if events.iter().all(|e| e.info.is_empty()) {
         return Ok(json!({}));
@@ -80,12 +80,12 @@ pub async fn batch(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<
             .channels
             .first()
             .expect("batch items have one channel");
-        results.push(attributes(state, app, channel, &event.info).await);
+        results.push(attributes(state, app, channel, &event.info).await?);
     }
     Ok(json!({ "batch": results }))
 }
 
-async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) {
+async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) -> HubResult<()> {
     for channel in &event.channels {
         // One frame per channel, shared by every subscriber; `data` goes in as sent.
         let frame = frame::channel_event_raw(&event.name, channel, &event.data);
@@ -94,7 +94,7 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) {
             state
                 .adapter
                 .publish_to_user(&app.id, user_id, frame, except)
-                .await;
+                .await?;
             continue;
         }
         let cached_data;
@@ -110,8 +110,9 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) {
         state
             .adapter
             .publish(&app.id, channel, frame, except, cache)
-            .await;
+            .await?;
     }
+    Ok(())
 }
 
 /// The text of a JSON string literal.
@@ -119,8 +120,13 @@ fn decoded(literal: &RawValue) -> String {
     serde_json::from_str(literal.get()).expect("data is a validated string literal")
 }
 
-async fn attributes(state: &ServerState, app: &AppConfig, channel: &str, info: &[String]) -> Value {
-    let stats = state.adapter.channel_stats(&app.id, channel).await;
+async fn attributes(
+    state: &ServerState,
+    app: &AppConfig,
+    channel: &str,
+    info: &[String],
+) -> HubResult<Value> {
+    let stats = state.adapter.channel_stats(&app.id, channel).await?;
     let mut out = Map::new();
     for attribute in info {
         match attribute.as_str() {
@@ -133,7 +139,7 @@ async fn attributes(state: &ServerState, app: &AppConfig, channel: &str, info: &
             _ => {}
         }
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 impl<'a> Event<'a> {

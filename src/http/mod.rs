@@ -70,8 +70,11 @@ pub async fn terminate_user(
     Path((_, user_id)): Path<(String, String)>,
     Data(state): Data<&Arc<ServerState>>,
 ) -> ApiResult {
-    let closed = state.adapter.terminate_user(&signed.app.id, &user_id).await;
-    tracing::info!(app = %signed.app.id, user = %user_id, closed, "terminated user connections");
+    state
+        .adapter
+        .terminate_user(&signed.app.id, &user_id)
+        .await?;
+    tracing::info!(app = %signed.app.id, user = %user_id, "terminated user connections");
     Ok(Json(serde_json::json!({})))
 }
 

@@ -15,11 +15,11 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 
 use super::{
-    Adapter, CacheEntry, CachedEvent, ChannelStats, FirstFrames, JoinError, Joined, Left,
-    Subscriber,
+    Adapter, CacheEntry, CachedEvent, ChannelStats, FirstFrames, HubResult, JoinError, Joined,
+    Left, Refusal, Subscriber,
 };
 use crate::{
-    frame::{Frame, Member},
+    frame::{self, Frame, Member},
     socket::Outbox,
 };
 
@@ -125,12 +125,17 @@ impl MemoryAdapter {
 
 #[async_trait]
 impl Adapter for MemoryAdapter {
-    async fn add_socket(&self, app: &str, socket: &Outbox, max: Option<usize>) -> Result<(), ()> {
+    async fn add_socket(
+        &self,
+        app: &str,
+        socket: &Outbox,
+        max: Option<usize>,
+    ) -> Result<(), Refusal> {
         let state = self.app(app);
         let before = state.connections.fetch_add(1, Ordering::SeqCst);
         if max.is_some_and(|max| before >= max) {
             state.connections.fetch_sub(1, Ordering::SeqCst);
-            return Err(());
+            return Err(Refusal::OverQuota);
         }
         state
             .sockets
@@ -189,8 +194,9 @@ impl Adapter for MemoryAdapter {
             ch.miss_reported = true;
         }
         let joined = Joined {
-            occupied,
             member_added,
+            occupied_webhook: occupied,
+            member_added_webhook: member_added,
             members: if user_id.is_some() {
                 ch.sorted_members()
             } else {
@@ -242,7 +248,7 @@ impl Adapter for MemoryAdapter {
         frame: Frame,
         except: Option<&str>,
         cache: Option<CacheEntry<'_>>,
-    ) {
+    ) -> HubResult<()> {
         let state = self.app(app);
         match cache {
             Some(cache) => {
@@ -269,9 +275,20 @@ impl Adapter for MemoryAdapter {
                 }
             }
         }
+        Ok(())
     }
 
-    async fn channels(&self, app: &str) -> Vec<(String, ChannelStats)> {
+    async fn publish_subscription_count(&self, app: &str, channel: &str) -> HubResult<usize> {
+        let state = self.app(app);
+        let Some(ch) = state.channels.get(channel) else {
+            return Ok(0);
+        };
+        let count = ch.subscribers.len();
+        ch.deliver(&frame::subscription_count(channel, count), None);
+        Ok(count)
+    }
+
+    async fn channels(&self, app: &str) -> HubResult<Vec<(String, ChannelStats)>> {
         let state = self.app(app);
         let mut list: Vec<(String, ChannelStats)> = state
             .channels
@@ -280,44 +297,50 @@ impl Adapter for MemoryAdapter {
             .map(|c| (c.key().clone(), c.stats()))
             .collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
-        list
+        Ok(list)
     }
 
-    async fn channel_stats(&self, app: &str, channel: &str) -> ChannelStats {
-        self.app(app)
+    async fn channel_stats(&self, app: &str, channel: &str) -> HubResult<ChannelStats> {
+        Ok(self
+            .app(app)
             .channels
             .get(channel)
             .map(|c| c.stats())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    async fn cached_event(&self, app: &str, channel: &str) -> Option<CachedEvent> {
+    async fn cached_event(&self, app: &str, channel: &str) -> HubResult<Option<CachedEvent>> {
         let state = self.app(app);
-        let ch = state.channels.get(channel)?;
-        let cache = ch.live_cache()?;
-        Some(CachedEvent {
+        let Some(ch) = state.channels.get(channel) else {
+            return Ok(None);
+        };
+        let Some(cache) = ch.live_cache() else {
+            return Ok(None);
+        };
+        Ok(Some(CachedEvent {
             data: cache.data.clone(),
             ttl_seconds: cache
                 .expires
                 .saturating_duration_since(Instant::now())
                 .as_secs(),
-        })
+        }))
     }
 
-    async fn members(&self, app: &str, channel: &str) -> Vec<Member> {
-        self.app(app)
+    async fn members(&self, app: &str, channel: &str) -> HubResult<Vec<Member>> {
+        Ok(self
+            .app(app)
             .channels
             .get(channel)
             .map(|c| c.sorted_members())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool {
+    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> HubResult<bool> {
         let state = self.app(app);
         let mut sockets = state.users.entry(user_id.to_string()).or_default();
         let first = sockets.is_empty();
         sockets.insert(socket.socket_id().into(), socket.clone());
-        first
+        Ok(first)
     }
 
     async fn remove_user(&self, app: &str, user_id: &str, socket_id: &str) -> bool {
@@ -334,7 +357,13 @@ impl Adapter for MemoryAdapter {
         last
     }
 
-    async fn publish_to_user(&self, app: &str, user_id: &str, frame: Frame, except: Option<&str>) {
+    async fn publish_to_user(
+        &self,
+        app: &str,
+        user_id: &str,
+        frame: Frame,
+        except: Option<&str>,
+    ) -> HubResult<()> {
         if let Some(sockets) = self.app(app).users.get(user_id) {
             for (id, outbox) in sockets.iter() {
                 if except != Some(&**id) {
@@ -342,29 +371,28 @@ impl Adapter for MemoryAdapter {
                 }
             }
         }
+        Ok(())
     }
 
-    async fn terminate_user(&self, app: &str, user_id: &str) -> usize {
-        let state = self.app(app);
-        let Some(sockets) = state.users.get(user_id) else {
-            return 0;
-        };
-        for outbox in sockets.values() {
-            outbox.close(crate::error::CloseError::Terminated);
+    async fn terminate_user(&self, app: &str, user_id: &str) -> HubResult<()> {
+        if let Some(sockets) = self.app(app).users.get(user_id) {
+            for outbox in sockets.values() {
+                outbox.close(crate::error::CloseError::Terminated);
+            }
         }
-        sockets.len()
+        Ok(())
     }
 
-    async fn online_users(&self, app: &str, user_ids: &[String]) -> Vec<String> {
+    async fn online_users(&self, app: &str, user_ids: &[String]) -> HubResult<Vec<String>> {
         let state = self.app(app);
-        user_ids
+        Ok(user_ids
             .iter()
             .filter(|id| state.users.get(*id).is_some_and(|s| !s.is_empty()))
             .cloned()
-            .collect()
+            .collect())
     }
 
-    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]) {
+    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]) -> HubResult<()> {
         let state = self.app(app);
         for id in user_ids {
             state
@@ -373,6 +401,7 @@ impl Adapter for MemoryAdapter {
                 .or_default()
                 .insert(socket.socket_id().into(), socket.clone());
         }
+        Ok(())
     }
 
     async fn unwatch(&self, app: &str, socket_id: &str, user_ids: &[String]) {
@@ -389,12 +418,13 @@ impl Adapter for MemoryAdapter {
         }
     }
 
-    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame) {
+    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame) -> HubResult<()> {
         if let Some(watchers) = self.app(app).watchers.get(user_id) {
             for outbox in watchers.values() {
                 outbox.send(frame.clone());
             }
         }
+        Ok(())
     }
 }
 
@@ -433,7 +463,8 @@ mod tests {
             ttl_seconds,
         };
         hub.publish("a", channel, Frame::from("ev"), None, Some(entry))
-            .await;
+            .await
+            .unwrap();
     }
 
     async fn join(
@@ -461,17 +492,17 @@ mod tests {
         let j1 = join(&hub, "presence-x", &s1, member("u"), 100)
             .await
             .unwrap();
-        assert!(j1.occupied && j1.member_added);
+        assert!(j1.occupied_webhook && j1.member_added);
         let j2 = join(&hub, "presence-x", &s2, member("u"), 100)
             .await
             .unwrap();
-        assert!(!j2.occupied && !j2.member_added);
+        assert!(!j2.occupied_webhook && !j2.member_added);
         assert_eq!(j2.members.len(), 1);
         join(&hub, "presence-x", &s3, member("v"), 100)
             .await
             .unwrap();
         assert_eq!(
-            hub.channel_stats("a", "presence-x").await,
+            hub.channel_stats("a", "presence-x").await.unwrap(),
             ChannelStats {
                 subscription_count: 3,
                 user_count: 2
@@ -498,7 +529,7 @@ mod tests {
                 member_removed: Some("v".into())
             }
         );
-        assert!(hub.channels("a").await.is_empty());
+        assert!(hub.channels("a").await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -538,7 +569,8 @@ mod tests {
         .await
         .unwrap();
         hub.publish("a", "c", Frame::from("hello"), Some("1.2"), None)
-            .await;
+            .await
+            .unwrap();
         assert_eq!(drain(&mut r1), ["first", "hello"]);
         assert_eq!(drain(&mut r2), ["first"]);
         assert!(drain(&mut r3).is_empty());
@@ -548,9 +580,12 @@ mod tests {
     async fn cache_survives_an_empty_channel_and_is_replayed() {
         let hub = MemoryAdapter::new();
         publish_cached(&hub, "cache-x", 60).await;
-        assert!(hub.channels("a").await.is_empty());
+        assert!(hub.channels("a").await.unwrap().is_empty());
         assert_eq!(
-            hub.cached_event("a", "cache-x").await.map(|c| c.data),
+            hub.cached_event("a", "cache-x")
+                .await
+                .unwrap()
+                .map(|c| c.data),
             Some("d".to_string())
         );
         let (s1, _r1) = socket("1.1");
@@ -600,19 +635,26 @@ mod tests {
         let hub = MemoryAdapter::new();
         let (s1, mut r1) = socket("1.1");
         let (s2, mut r2) = socket("1.2");
-        assert!(hub.add_user("a", "u", &s1).await);
-        assert!(!hub.add_user("a", "u", &s2).await);
+        assert!(hub.add_user("a", "u", &s1).await.unwrap());
+        assert!(!hub.add_user("a", "u", &s2).await.unwrap());
         assert_eq!(
-            hub.online_users("a", &["u".into(), "v".into()]).await,
+            hub.online_users("a", &["u".into(), "v".into()])
+                .await
+                .unwrap(),
             ["u"]
         );
         hub.publish_to_user("a", "u", Frame::from("hi"), Some("1.2"))
-            .await;
+            .await
+            .unwrap();
         assert_eq!(drain(&mut r1), ["hi"]);
         assert!(drain(&mut r2).is_empty());
         assert!(!hub.remove_user("a", "u", "1.1").await);
         assert!(hub.remove_user("a", "u", "1.2").await);
-        assert!(hub.online_users("a", &["u".into()]).await.is_empty());
+        assert!(hub
+            .online_users("a", &["u".into()])
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]

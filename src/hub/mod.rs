@@ -1,7 +1,9 @@
 //! The channel hub: who is subscribed to what, presence membership, cache channels and fan-out.
 //!
 //! Everything goes through the [`Adapter`] trait so that the WebSocket and HTTP code never know
-//! whether state lives in this process ([`memory::MemoryAdapter`]) or is shared between nodes.
+//! whether state lives in this process ([`memory::MemoryAdapter`]) or is shared between nodes
+//! (`crate::cluster::ClusterAdapter`). What a transition means for other clients and webhooks
+//! lives in `crate::transitions`, whichever adapter reported it.
 
 pub mod memory;
 
@@ -23,10 +25,14 @@ pub struct Subscriber<'a> {
 /// What a successful subscription changed, for the caller's follow-up frames and webhooks.
 #[derive(Debug, Default)]
 pub struct Joined {
-    /// The channel went from 0 to 1 subscriber.
-    pub occupied: bool,
     /// Presence: this user id had no other connection on the channel.
     pub member_added: bool,
+    /// The channel went from 0 to 1 subscriber, and that is news for webhooks: not a return
+    /// inside the grace period of a vacancy (adapters that leave the grace period to the
+    /// webhook dispatcher report every occupation).
+    pub occupied_webhook: bool,
+    /// The same for `member_added`.
+    pub member_added_webhook: bool,
     /// Presence: every member, the joiner included.
     pub members: Vec<Member>,
     /// Cache channels: the last cached event, if it has not expired.
@@ -39,6 +45,38 @@ pub struct Joined {
 #[derive(Debug, PartialEq, Eq)]
 pub enum JoinError {
     PresenceFull,
+    Unavailable,
+}
+
+/// The shared state could not be read or changed in time (a cluster whose Redis is down or
+/// slow). Callers answer with an error instead of a guess: 503 on REST, 4200 on a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cluster state is unavailable")]
+pub struct Unavailable;
+
+pub type HubResult<T> = Result<T, Unavailable>;
+
+/// Why a connection was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    OverQuota,
+    Unavailable,
+}
+
+/// What the hub reports by itself, not as the answer to a call (cluster mode): departures
+/// whose grace period passed with nobody back, and the channels a dead node's connections left.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// A settled webhook event of app `.0`, found by whichever node popped it.
+    Webhook(String, crate::webhook::WebhookEvent),
+    /// A connection that is gone left `channel` of `app` (swept after its node died).
+    Left {
+        app: String,
+        channel: String,
+        left: Left,
+    },
+    /// A swept user went offline: watchers must hear it.
+    Offline { app: String, user_id: String },
 }
 
 /// What an unsubscription (or a disconnect) changed.
@@ -72,7 +110,12 @@ pub type FirstFrames<'a> = &'a (dyn Fn(&Joined) -> Vec<Frame> + Send + Sync);
 #[async_trait]
 pub trait Adapter: Send + Sync + 'static {
     /// Registers a connection; fails when the app already has `max` connections.
-    async fn add_socket(&self, app: &str, socket: &Outbox, max: Option<usize>) -> Result<(), ()>;
+    async fn add_socket(
+        &self,
+        app: &str,
+        socket: &Outbox,
+        max: Option<usize>,
+    ) -> Result<(), Refusal>;
 
     /// Forgets a connection. Its channels must have been left first.
     async fn remove_socket(&self, app: &str, socket_id: &str);
@@ -98,41 +141,74 @@ pub trait Adapter: Send + Sync + 'static {
         frame: Frame,
         except: Option<&str>,
         cache: Option<CacheEntry<'_>>,
-    );
+    ) -> HubResult<()>;
+
+    /// Publishes the channel's current subscription count to its subscribers and returns it,
+    /// read and sent in one step so that concurrent updates arrive in the order they were read.
+    async fn publish_subscription_count(&self, app: &str, channel: &str) -> HubResult<usize>;
 
     /// Occupied channels of the app, with their counts.
-    async fn channels(&self, app: &str) -> Vec<(String, ChannelStats)>;
+    async fn channels(&self, app: &str) -> HubResult<Vec<(String, ChannelStats)>>;
 
-    async fn channel_stats(&self, app: &str, channel: &str) -> ChannelStats;
+    async fn channel_stats(&self, app: &str, channel: &str) -> HubResult<ChannelStats>;
 
-    async fn cached_event(&self, app: &str, channel: &str) -> Option<CachedEvent>;
+    async fn cached_event(&self, app: &str, channel: &str) -> HubResult<Option<CachedEvent>>;
 
     /// Presence members, sorted by user id.
-    async fn members(&self, app: &str, channel: &str) -> Vec<Member>;
+    async fn members(&self, app: &str, channel: &str) -> HubResult<Vec<Member>>;
 
     /// Records that `socket` is signed in as `user_id`; true when it is the user's first
     /// connection (the user came online).
-    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> bool;
+    async fn add_user(&self, app: &str, user_id: &str, socket: &Outbox) -> HubResult<bool>;
 
     /// Forgets a signed-in connection; true when it was the user's last (the user went offline).
     async fn remove_user(&self, app: &str, user_id: &str, socket_id: &str) -> bool;
 
     /// Delivers to every connection signed in as `user_id` (`#server-to-user-{id}` events).
-    async fn publish_to_user(&self, app: &str, user_id: &str, frame: Frame, except: Option<&str>);
+    async fn publish_to_user(
+        &self,
+        app: &str,
+        user_id: &str,
+        frame: Frame,
+        except: Option<&str>,
+    ) -> HubResult<()>;
 
-    /// Closes every connection signed in as `user_id`; returns how many.
-    async fn terminate_user(&self, app: &str, user_id: &str) -> usize;
+    /// Closes every connection signed in as `user_id`.
+    async fn terminate_user(&self, app: &str, user_id: &str) -> HubResult<()>;
 
     /// Which of `user_ids` have at least one signed-in connection.
-    async fn online_users(&self, app: &str, user_ids: &[String]) -> Vec<String>;
+    async fn online_users(&self, app: &str, user_ids: &[String]) -> HubResult<Vec<String>>;
 
     /// `socket` wants watchlist events about `user_ids`.
-    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]);
+    async fn watch(&self, app: &str, socket: &Outbox, user_ids: &[String]) -> HubResult<()>;
 
     async fn unwatch(&self, app: &str, socket_id: &str, user_ids: &[String]);
 
     /// Delivers to every connection watching `user_id`.
-    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame);
+    async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame) -> HubResult<()>;
+
+    /// The events the hub reports by itself, taken once; `None` when the adapter has none (the
+    /// in-process one leaves the grace period to the webhook dispatcher).
+    fn events(&self) -> Option<tokio::sync::mpsc::Receiver<HubEvent>> {
+        None
+    }
+
+    /// True when the adapter applies the webhook grace period itself: joins report whether
+    /// they are news (`occupied_webhook`, `member_added_webhook`) and departures arrive through
+    /// [`Adapter::events`] once the grace period has passed.
+    fn settles_grace(&self) -> bool {
+        false
+    }
+
+    /// Whether the adapter accepts connections now (a cluster node that cannot reach Redis
+    /// does not).
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// Called once, when shutdown starts and the connections have closed: a cluster node
+    /// removes what is left of its state.
+    async fn shutdown(&self) {}
 }
 
 /// What to remember for a cache channel.

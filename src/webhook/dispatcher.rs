@@ -151,6 +151,9 @@ fn accept(
     grace: Duration,
     seq: u64,
 ) {
+    if !emitted.pair {
+        return ready.push(emitted);
+    }
     match pairing(&emitted.app.id, &emitted.event) {
         Pairing::Removal(key) => {
             let due = Instant::now() + grace;
@@ -198,6 +201,7 @@ fn flush(
         app,
         event,
         pending,
+        ..
     } in ready
     {
         match by_app.iter_mut().find(|(a, _, _)| a.id == app.id) {

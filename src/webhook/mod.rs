@@ -117,6 +117,8 @@ const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Emitted {
     pub app: Arc<AppConfig>,
     pub event: WebhookEvent,
+    /// Subject to the dispatcher's grace period (held, or cancelling a held opposite).
+    pub pair: bool,
     /// This one event's hold on its app's share.
     pub pending: Pending,
 }
@@ -148,6 +150,16 @@ impl Webhooks {
     /// Queues an event for the app's webhook targets. Never blocks; a full queue (or app
     /// share) drops the event and counts it.
     pub fn emit(&self, app: &Arc<AppConfig>, event: WebhookEvent) {
+        self.queue(app, event, true)
+    }
+
+    /// Queues an event whose grace period the hub has already applied: it is sent as it is,
+    /// never held or paired.
+    pub fn emit_settled(&self, app: &Arc<AppConfig>, event: WebhookEvent) {
+        self.queue(app, event, false)
+    }
+
+    fn queue(&self, app: &Arc<AppConfig>, event: WebhookEvent, pair: bool) {
         if !app.webhooks.iter().any(|t| t.wants(event.name())) {
             return;
         }
@@ -162,6 +174,7 @@ impl Webhooks {
         let emitted = Emitted {
             app: app.clone(),
             event,
+            pair,
             pending: Pending::new(share.clone(), 1),
         };
         if self.tx.try_send(emitted).is_err() {

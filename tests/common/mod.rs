@@ -108,8 +108,17 @@ impl Api {
         }
     }
 
-    /// Returns status and body.
+    /// Returns status and body. A query string in `path` is signed with the rest.
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let (path, extra): (&str, Vec<(String, String)>) = match path.split_once('?') {
+            Some((path, query)) => (
+                path,
+                form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect(),
+            ),
+            None => (path, Vec::new()),
+        };
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -122,7 +131,7 @@ impl Api {
             path,
             timestamp,
             body.as_bytes(),
-            &[],
+            &extra,
         );
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter())
