@@ -210,3 +210,302 @@ async fn client_events_cross_nodes_with_the_senders_user_id() {
     // Not echoed to the sender.
     assert_nothing_more(&Api::new(&a.http_url()), &mut y, channel).await;
 }
+
+/// Every webhook event the receiver got so far, as `name channel [user_id]`.
+async fn webhook_events(receiver: &wiremock::MockServer) -> Vec<String> {
+    let mut out = Vec::new();
+    for request in receiver.received_requests().await.unwrap_or_default() {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        for e in body["events"].as_array().unwrap() {
+            let mut line = format!("{} {}", e["name"].as_str().unwrap(), e["channel"].as_str().unwrap());
+            if let Some(user) = e["user_id"].as_str() {
+                line.push(' ');
+                line.push_str(user);
+            }
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// Waits (generously) until the receiver has `n` events.
+async fn wait_for_webhooks(receiver: &wiremock::MockServer, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = webhook_events(receiver).await;
+        if events.len() >= n || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn webhook_receiver() -> wiremock::MockServer {
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    receiver
+}
+
+#[tokio::test]
+async fn webhooks_are_sent_once_per_cluster_and_a_reload_onto_another_node_sends_none() {
+    let redis = Redis::start().await;
+    let receiver = webhook_receiver().await;
+    let mut cluster = Cluster::new(&redis, "hooks");
+    cluster.grace_ms = 1000;
+    cluster.app_toml = format!("webhooks = [{{ url = \"{}/hook\" }}]", receiver.uri());
+    let nodes = [cluster.node().await, cluster.node().await, cluster.node().await];
+    let channel = "presence-lobby";
+    let (mut a, a_id) = connect(&nodes[0].ws_url()).await;
+    subscribe_presence(&mut a, &a_id, channel, "ann").await;
+    let (mut b, b_id) = connect(&nodes[1].ws_url()).await;
+    subscribe_presence(&mut b, &b_id, channel, "ben").await;
+    assert_eq!(
+        wait_for_webhooks(&receiver, 3).await,
+        [
+            "channel_occupied presence-lobby",
+            "member_added presence-lobby ann",
+            "member_added presence-lobby ben"
+        ]
+    );
+    // Ben's page reloads onto the third node inside the grace period.
+    common::disconnect(b).await;
+    let (mut b, b_id) = connect(&nodes[2].ws_url()).await;
+    subscribe_presence(&mut b, &b_id, channel, "ben").await;
+    // Then everyone leaves for good; the vacancy is due after the reload's grace period.
+    common::disconnect(b).await;
+    common::disconnect(a).await;
+    let events = wait_for_webhooks(&receiver, 6).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events_later = webhook_events(&receiver).await;
+    assert_eq!(events, events_later, "nothing after the vacancy");
+    let mut tail = events[3..].to_vec();
+    tail.sort();
+    assert_eq!(
+        tail,
+        [
+            "channel_vacated presence-lobby",
+            "member_removed presence-lobby ann",
+            "member_removed presence-lobby ben"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_killed_node_has_its_members_removed_with_frames_and_webhooks() {
+    let redis = Redis::start().await;
+    let receiver = webhook_receiver().await;
+    let mut cluster = Cluster::new(&redis, "kill");
+    cluster.grace_ms = 200;
+    cluster.app_toml = format!("webhooks = [{{ url = \"{}/hook\" }}]", receiver.uri());
+    let doomed = cluster.node().await;
+    let survivor = cluster.node().await;
+    let channel = "presence-ops";
+    let (mut ghost, ghost_id) = connect(&doomed.ws_url()).await;
+    subscribe_presence(&mut ghost, &ghost_id, channel, "ghost").await;
+    let (mut watcher, watcher_id) = connect(&survivor.ws_url()).await;
+    subscribe_presence(&mut watcher, &watcher_id, channel, "watcher").await;
+    doomed.kill().await;
+    let removed = tokio::time::timeout(
+        Duration::from_secs(15),
+        expect_event(&mut watcher, "pusher_internal:member_removed"),
+    )
+    .await
+    .expect("the dead node's member is removed");
+    assert_eq!(removed["data"], json!("{\"user_id\":\"ghost\"}"));
+    let api = Api::new(&survivor.http_url());
+    let (_, users) = api.call("GET", "/apps/app_id/channels/presence-ops/users", None).await;
+    assert_eq!(serde_json::from_str::<Value>(&users).unwrap(), json!({"users": [{"id": "watcher"}]}));
+    let events = wait_for_webhooks(&receiver, 4).await;
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("member_removed")).collect::<Vec<_>>(),
+        ["member_removed presence-ops ghost"]
+    );
+    drop(ghost);
+}
+
+#[tokio::test]
+async fn a_paused_node_delays_no_rest_call_and_finds_its_connections_closed_when_it_wakes() {
+    let redis = Redis::start().await;
+    let cluster = Cluster::new(&redis, "pause");
+    let sleeper = cluster.node().await;
+    let awake = cluster.node().await;
+    let (mut dozing, dozing_id) = connect(&sleeper.ws_url()).await;
+    subscribe_presence(&mut dozing, &dozing_id, "presence-nap", "dozer").await;
+    sleeper.pause();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let api = Api::with_client(&awake.http_url(), client);
+    let (status, body) = api.call("GET", "/apps/app_id/channels/presence-nap/users", None).await;
+    assert_eq!((status, body.as_str()), (200, "{\"users\":[{\"id\":\"dozer\"}]}"));
+    // Past the node timeout the others sweep it...
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = api.call("GET", "/apps/app_id/channels/presence-nap/users", None).await;
+        if body == "{\"users\":[]}" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never swept: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and when it wakes, its connection's state is gone, so the client is told to reconnect.
+    sleeper.resume();
+    assert_eq!(common::close_code(&mut dozing).await.0, 4200);
+}
+
+#[tokio::test]
+async fn a_node_that_joins_late_knows_the_cluster_at_once() {
+    let redis = Redis::start().await;
+    let cluster = Cluster::new(&redis, "late");
+    let first = cluster.node().await;
+    let (mut early, early_id) = connect(&first.ws_url()).await;
+    subscribe_presence(&mut early, &early_id, "presence-x", "early").await;
+    let late = cluster.node().await;
+    let (_, body) = Api::new(&late.http_url())
+        .call("GET", "/apps/app_id/channels?info=subscription_count", None)
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"channels": {"presence-x": {"subscription_count": 1}}})
+    );
+    let (mut newcomer, newcomer_id) = connect(&late.ws_url()).await;
+    let ok = subscribe_presence(&mut newcomer, &newcomer_id, "presence-x", "late").await;
+    let data: Value = serde_json::from_str(ok["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["presence"]["ids"], json!(["early", "late"]));
+}
+
+#[tokio::test]
+async fn a_node_stopped_with_sigterm_removes_its_state_at_once() {
+    let redis = Redis::start().await;
+    let mut cluster = Cluster::new(&redis, "term");
+    // Far longer than the test waits: only the node's own cleanup can explain the removal.
+    cluster.node_timeout_ms = 60_000;
+    let leaving = cluster.node().await;
+    let staying = cluster.node().await;
+    let (mut goner, goner_id) = connect(&leaving.ws_url()).await;
+    subscribe_presence(&mut goner, &goner_id, "presence-t", "goner").await;
+    let (mut stayer, stayer_id) = connect(&staying.ws_url()).await;
+    subscribe_presence(&mut stayer, &stayer_id, "presence-t", "stayer").await;
+    leaving.terminate().await;
+    assert_eq!(common::close_code(&mut goner).await.0, 4200);
+    let removed = expect_event(&mut stayer, "pusher_internal:member_removed").await;
+    assert_eq!(removed["data"], json!("{\"user_id\":\"goner\"}"));
+    let registered = redis.cli(&["ZCARD", "term:nodes"]).await;
+    assert_eq!(registered, "1", "the stopped node deregistered");
+}
+
+#[tokio::test]
+async fn a_redis_restart_closes_connections_with_4200_and_delivery_resumes() {
+    let mut redis = Redis::start().await;
+    let cluster = Cluster::new(&redis, "restart");
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let (mut x, _) = connect(&a.ws_url()).await;
+    subscribe(&mut x, json!({"channel": "feed"})).await;
+    let (mut y, _) = connect(&b.ws_url()).await;
+    subscribe(&mut y, json!({"channel": "feed"})).await;
+
+    redis.stop().await;
+    assert_eq!(common::close_code(&mut x).await.0, 4200);
+    assert_eq!(common::close_code(&mut y).await.0, 4200);
+    let (status, _) = Api::new(&a.http_url()).call("GET", "/apps/app_id/channels", None).await;
+    assert_eq!(status, 503, "no partial answer while Redis is away");
+    assert_eq!(a.ready_status().await, Some(503));
+
+    redis.restart().await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (mut x, _) = connect(&a.ws_url()).await;
+    subscribe(&mut x, json!({"channel": "feed"})).await;
+    let (mut y, _) = connect(&b.ws_url()).await;
+    subscribe(&mut y, json!({"channel": "feed"})).await;
+    let api = Api::new(&b.http_url());
+    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&event("back", "feed", "1"))).await.0, 200);
+    assert_eq!(next_event(&mut x).await["event"], "back");
+    assert_eq!(next_event(&mut y).await["event"], "back");
+}
+
+#[tokio::test]
+async fn cache_channels_replay_on_any_node_what_any_node_cached() {
+    let redis = Redis::start().await;
+    let cluster = Cluster::new(&redis, "cache");
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let api = Api::new(&a.http_url());
+    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&event("price", "cache-btc", "42"))).await.0, 200);
+    let (mut ws, _) = connect(&b.ws_url()).await;
+    let ok = subscribe(&mut ws, json!({"channel": "cache-btc"})).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(next_event(&mut ws).await, json!({"event": "price", "channel": "cache-btc", "data": "42"}));
+    let ok = subscribe(&mut ws, json!({"channel": "cache-empty"})).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(next_event(&mut ws).await["event"], "pusher:cache_miss");
+}
+
+#[tokio::test]
+async fn users_are_reached_terminated_and_watched_across_nodes() {
+    let redis = Redis::start().await;
+    let mut cluster = Cluster::new(&redis, "users");
+    cluster.app_toml = "watchlist_events = true".into();
+    let nodes = [cluster.node().await, cluster.node().await, cluster.node().await];
+    let signin = |ws_id: &str, user_data: &str| {
+        let auth = poxide::signature::user_auth("app_key", "secret", ws_id, user_data);
+        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}})
+    };
+    let (mut watcher, watcher_id) = connect(&nodes[0].ws_url()).await;
+    send(&mut watcher, signin(&watcher_id, r#"{"id":"w","watchlist":["star"]}"#)).await;
+    assert_eq!(next_event(&mut watcher).await["event"], "pusher:signin_success");
+    let initial = next_event(&mut watcher).await;
+    assert_eq!(initial["event"], "pusher_internal:watchlist_events");
+    let (mut star, star_id) = connect(&nodes[1].ws_url()).await;
+    send(&mut star, signin(&star_id, r#"{"id":"star"}"#)).await;
+    assert_eq!(next_event(&mut star).await["event"], "pusher:signin_success");
+    let online = next_event(&mut watcher).await;
+    assert_eq!(online["data"], json!("{\"events\":[{\"name\":\"online\",\"user_ids\":[\"star\"]}]}"));
+
+    let api = Api::new(&nodes[2].http_url());
+    let to_user = event("note", "#server-to-user-star", "hi");
+    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&to_user)).await.0, 200);
+    assert_eq!(next_event(&mut star).await["event"], "note");
+    let (status, _) = api.call("POST", "/apps/app_id/users/star/terminate_connections", Some(&json!({}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(common::close_code(&mut star).await.0, 4009);
+    let offline = next_event(&mut watcher).await;
+    assert_eq!(offline["data"], json!("{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"star\"]}]}"));
+}
+
+#[tokio::test]
+async fn connection_and_presence_limits_count_the_whole_cluster() {
+    let redis = Redis::start().await;
+    let mut cluster = Cluster::new(&redis, "limits");
+    cluster.app_toml = "max_connections = 2\nmax_presence_members = 1".into();
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let (mut one, one_id) = connect(&a.ws_url()).await;
+    subscribe_presence(&mut one, &one_id, "presence-solo", "first").await;
+    let (mut two, two_id) = connect(&b.ws_url()).await;
+    let refused = subscribe_presence(&mut two, &two_id, "presence-solo", "second").await;
+    assert_eq!(refused["event"], "pusher:error");
+    let (mut third, _) = tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
+        .await
+        .unwrap();
+    assert_eq!(common::close_code(&mut third).await.0, 4004);
+    common::disconnect(one).await;
+    // A slot is free again, wherever it was taken.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
+            .await
+            .unwrap();
+        let first = common::next_json(&mut ws).await;
+        if first["event"] == "pusher:connection_established" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

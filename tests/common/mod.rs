@@ -102,8 +102,12 @@ pub struct Api {
 
 impl Api {
     pub fn new(http_url: &str) -> Self {
+        Self::with_client(http_url, reqwest::Client::new())
+    }
+
+    pub fn with_client(http_url: &str, http: reqwest::Client) -> Self {
         Api {
-            http: reqwest::Client::new(),
+            http,
             base: http_url.to_string(),
         }
     }
