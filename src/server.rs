@@ -93,6 +93,11 @@ impl RunningServer {
         self.state.webhooks.stats()
     }
 
+    /// Accepting connections: always for a single node, once it has joined for a cluster node.
+    pub fn is_ready(&self) -> bool {
+        self.state.adapter.ready() && !self.state.shutdown.is_cancelled()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

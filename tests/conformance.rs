@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use poxide::conformance::{
-    run_in_process,
+    run_in_cluster, run_in_process,
     runner::{Outcome, Report},
     transcript::Transcript,
 };
@@ -12,8 +12,36 @@ use poxide::conformance::{
 /// Scenarios run at once; more would let timing-sensitive ones (rate limits, timeouts) drift.
 const PARALLEL: usize = 4;
 
+mod common;
+
+use std::future::Future;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transcript_passes_and_matches_its_snapshot() {
+    check_all(|t| async move { run_in_process(&t).await }).await;
+}
+
+/// The same transcripts and snapshots with each client on another node of a three-node
+/// cluster and the REST calls on the last one: a client cannot tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transcript_passes_on_a_three_node_cluster() {
+    let redis = common::redis::Redis::start().await;
+    let url = redis.url();
+    let scenario = std::sync::atomic::AtomicUsize::new(0);
+    let scenario = std::sync::Arc::new(scenario);
+    check_all(move |t| {
+        let url = url.clone();
+        let n = scenario.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move { run_in_cluster(&t, &url, &format!("conformance{n}")).await }
+    })
+    .await;
+}
+
+async fn check_all<F, Fut>(run: F)
+where
+    F: Fn(Transcript) -> Fut,
+    Fut: Future<Output = Report> + Send + 'static,
+{
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/transcripts");
     let mut transcripts = Transcript::load_dir(&dir).expect("transcripts load");
     let embedded = Transcript::embedded().expect("embedded transcripts parse");
@@ -32,10 +60,7 @@ async fn every_transcript_passes_and_matches_its_snapshot() {
 
     let mut reports: Vec<Report> = Vec::new();
     for chunk in transcripts.chunks(PARALLEL) {
-        let runs = chunk
-            .iter()
-            .cloned()
-            .map(|t| tokio::spawn(async move { run_in_process(&t).await }));
+        let runs = chunk.iter().cloned().map(|t| tokio::spawn(run(t)));
         for run in runs.collect::<Vec<_>>() {
             reports.push(run.await.expect("scenario task"));
         }

@@ -10,10 +10,11 @@ use super::{
 
 #[derive(clap::Args, Debug)]
 pub struct ConformanceArgs {
-    /// WebSocket base URL of the server, e.g. ws://127.0.0.1:8080
-    #[arg(long)]
-    pub url: String,
-    /// HTTP base URL for the REST API; defaults to the WebSocket URL with http://
+    /// WebSocket base URL of the server, e.g. ws://127.0.0.1:8080. Repeat it for the nodes of
+    /// a cluster: each scenario's clients are spread over them in turn.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
+    /// HTTP base URL for the REST API; defaults to the last WebSocket URL with http://
     #[arg(long)]
     pub http_url: Option<String>,
     #[arg(long, default_value = "app_id")]
@@ -42,14 +43,20 @@ pub async fn run(args: ConformanceArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ws_url = args.url.trim_end_matches('/').to_string();
+    let ws_urls: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
     let http_url = args.http_url.clone().unwrap_or_else(|| {
-        ws_url
+        ws_urls
+            .last()
+            .expect("clap requires one --url")
             .replacen("wss://", "https://", 1)
             .replacen("ws://", "http://", 1)
     });
     let target = Target {
-        ws_url,
+        ws_urls,
         http_url,
         default_app: Credentials {
             id: args.app_id,

@@ -66,12 +66,55 @@ pub async fn run_in_process(transcript: &Transcript) -> Report {
         .await
         .expect("in-process server starts");
     let target = Target {
-        ws_url: server.ws_url(),
+        ws_urls: vec![server.ws_url()],
         http_url: server.http_url(),
         default_app: target_apps.0,
         second_app: Some(target_apps.1),
     };
     let report = runner::run(transcript, &target).await;
     let _ = server.shutdown().await;
+    report
+}
+
+/// Nodes of the in-process cluster: each client of a scenario on another node, REST on the
+/// last one.
+const CLUSTER_NODES: usize = 3;
+
+/// Like [`run_in_process`], on three nodes sharing the Redis at `redis_url` under `prefix`
+/// (one per scenario, so scenarios run side by side without seeing each other).
+pub async fn run_in_cluster(transcript: &Transcript, redis_url: &str, prefix: &str) -> Report {
+    let mut config = config_for(transcript);
+    config.cluster = Some(crate::config::ClusterConfig {
+        redis_url: redis_url.to_string(),
+        prefix: prefix.to_string(),
+        node_timeout: Duration::from_secs(10),
+    });
+    let target_apps = (credentials(&config.apps[0]), credentials(&config.apps[1]));
+    let mut nodes = Vec::new();
+    for _ in 0..CLUSTER_NODES {
+        let node = Server::new(config.clone())
+            .start()
+            .await
+            .expect("in-process node starts");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !node.is_ready() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node joins the cluster"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        nodes.push(node);
+    }
+    let target = Target {
+        ws_urls: nodes.iter().map(|n| n.ws_url()).collect(),
+        http_url: nodes.last().expect("nodes").http_url(),
+        default_app: target_apps.0,
+        second_app: Some(target_apps.1),
+    };
+    let report = runner::run(transcript, &target).await;
+    for node in nodes {
+        let _ = node.shutdown().await;
+    }
     report
 }

@@ -34,8 +34,9 @@ pub struct Credentials {
 /// Where and as whom to run.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `ws://host:port`
-    pub ws_url: String,
+    /// `ws://host:port` of each node; a scenario's clients are spread over them in the order
+    /// they connect (or placed with `"node": N`), so a cluster is tested as clients see it.
+    pub ws_urls: Vec<String>,
     /// `http://host:port`
     pub http_url: String,
     pub default_app: Credentials,
@@ -70,6 +71,8 @@ struct Run<'a> {
     clients: HashMap<String, Client>,
     log: Vec<String>,
     http: reqwest::Client,
+    /// Connect steps so far, for spreading clients over the nodes.
+    connects: usize,
 }
 
 pub async fn run(transcript: &Transcript, target: &Target) -> Report {
@@ -140,6 +143,7 @@ impl<'a> Run<'a> {
             clients: HashMap::new(),
             log: Vec::new(),
             http: reqwest::Client::new(),
+            connects: 0,
         }
     }
 
@@ -169,7 +173,10 @@ impl<'a> Run<'a> {
                     (None, AppRef::Second) => DEFAULT_PATH.replace("{{key}}", "{{key2}}"),
                 };
                 let path = self.bindings.substitute(&template)?;
-                let url = format!("{}{}", self.target.ws_url, path);
+                let urls = &self.target.ws_urls;
+                let node = c.node.unwrap_or(self.connects) % urls.len().max(1);
+                self.connects += 1;
+                let url = format!("{}{}", urls.get(node).ok_or("no WebSocket URL")?, path);
                 let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
                     .await
                     .map_err(|e| format!("connect {url}: {e}"))?;

@@ -83,6 +83,8 @@ pub struct Connect {
     pub path: Option<String>,
     #[serde(default)]
     pub app: AppRef,
+    /// Which node of a cluster target (wrapping around); by default clients go round-robin.
+    pub node: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -217,7 +217,11 @@ async fn webhook_events(receiver: &wiremock::MockServer) -> Vec<String> {
     for request in receiver.received_requests().await.unwrap_or_default() {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         for e in body["events"].as_array().unwrap() {
-            let mut line = format!("{} {}", e["name"].as_str().unwrap(), e["channel"].as_str().unwrap());
+            let mut line = format!(
+                "{} {}",
+                e["name"].as_str().unwrap(),
+                e["channel"].as_str().unwrap()
+            );
             if let Some(user) = e["user_id"].as_str() {
                 line.push(' ');
                 line.push_str(user);
@@ -256,7 +260,11 @@ async fn webhooks_are_sent_once_per_cluster_and_a_reload_onto_another_node_sends
     let mut cluster = Cluster::new(&redis, "hooks");
     cluster.grace_ms = 1000;
     cluster.app_toml = format!("webhooks = [{{ url = \"{}/hook\" }}]", receiver.uri());
-    let nodes = [cluster.node().await, cluster.node().await, cluster.node().await];
+    let nodes = [
+        cluster.node().await,
+        cluster.node().await,
+        cluster.node().await,
+    ];
     let channel = "presence-lobby";
     let (mut a, a_id) = connect(&nodes[0].ws_url()).await;
     subscribe_presence(&mut a, &a_id, channel, "ann").await;
@@ -316,11 +324,19 @@ async fn a_killed_node_has_its_members_removed_with_frames_and_webhooks() {
     .expect("the dead node's member is removed");
     assert_eq!(removed["data"], json!("{\"user_id\":\"ghost\"}"));
     let api = Api::new(&survivor.http_url());
-    let (_, users) = api.call("GET", "/apps/app_id/channels/presence-ops/users", None).await;
-    assert_eq!(serde_json::from_str::<Value>(&users).unwrap(), json!({"users": [{"id": "watcher"}]}));
+    let (_, users) = api
+        .call("GET", "/apps/app_id/channels/presence-ops/users", None)
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&users).unwrap(),
+        json!({"users": [{"id": "watcher"}]})
+    );
     let events = wait_for_webhooks(&receiver, 4).await;
     assert_eq!(
-        events.iter().filter(|e| e.starts_with("member_removed")).collect::<Vec<_>>(),
+        events
+            .iter()
+            .filter(|e| e.starts_with("member_removed"))
+            .collect::<Vec<_>>(),
         ["member_removed presence-ops ghost"]
     );
     drop(ghost);
@@ -340,12 +356,19 @@ async fn a_paused_node_delays_no_rest_call_and_finds_its_connections_closed_when
         .build()
         .unwrap();
     let api = Api::with_client(&awake.http_url(), client);
-    let (status, body) = api.call("GET", "/apps/app_id/channels/presence-nap/users", None).await;
-    assert_eq!((status, body.as_str()), (200, "{\"users\":[{\"id\":\"dozer\"}]}"));
+    let (status, body) = api
+        .call("GET", "/apps/app_id/channels/presence-nap/users", None)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"users\":[{\"id\":\"dozer\"}]}")
+    );
     // Past the node timeout the others sweep it...
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, body) = api.call("GET", "/apps/app_id/channels/presence-nap/users", None).await;
+        let (_, body) = api
+            .call("GET", "/apps/app_id/channels/presence-nap/users", None)
+            .await;
         if body == "{\"users\":[]}" {
             break;
         }
@@ -412,7 +435,9 @@ async fn a_redis_restart_closes_connections_with_4200_and_delivery_resumes() {
     redis.stop().await;
     assert_eq!(common::close_code(&mut x).await.0, 4200);
     assert_eq!(common::close_code(&mut y).await.0, 4200);
-    let (status, _) = Api::new(&a.http_url()).call("GET", "/apps/app_id/channels", None).await;
+    let (status, _) = Api::new(&a.http_url())
+        .call("GET", "/apps/app_id/channels", None)
+        .await;
     assert_eq!(status, 503, "no partial answer while Redis is away");
     assert_eq!(a.ready_status().await, Some(503));
 
@@ -424,7 +449,16 @@ async fn a_redis_restart_closes_connections_with_4200_and_delivery_resumes() {
     let (mut y, _) = connect(&b.ws_url()).await;
     subscribe(&mut y, json!({"channel": "feed"})).await;
     let api = Api::new(&b.http_url());
-    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&event("back", "feed", "1"))).await.0, 200);
+    assert_eq!(
+        api.call(
+            "POST",
+            "/apps/app_id/events",
+            Some(&event("back", "feed", "1"))
+        )
+        .await
+        .0,
+        200
+    );
     assert_eq!(next_event(&mut x).await["event"], "back");
     assert_eq!(next_event(&mut y).await["event"], "back");
 }
@@ -436,11 +470,23 @@ async fn cache_channels_replay_on_any_node_what_any_node_cached() {
     let a = cluster.node().await;
     let b = cluster.node().await;
     let api = Api::new(&a.http_url());
-    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&event("price", "cache-btc", "42"))).await.0, 200);
+    assert_eq!(
+        api.call(
+            "POST",
+            "/apps/app_id/events",
+            Some(&event("price", "cache-btc", "42"))
+        )
+        .await
+        .0,
+        200
+    );
     let (mut ws, _) = connect(&b.ws_url()).await;
     let ok = subscribe(&mut ws, json!({"channel": "cache-btc"})).await;
     assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
-    assert_eq!(next_event(&mut ws).await, json!({"event": "price", "channel": "cache-btc", "data": "42"}));
+    assert_eq!(
+        next_event(&mut ws).await,
+        json!({"event": "price", "channel": "cache-btc", "data": "42"})
+    );
     let ok = subscribe(&mut ws, json!({"channel": "cache-empty"})).await;
     assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
     assert_eq!(next_event(&mut ws).await["event"], "pusher:cache_miss");
@@ -451,31 +497,62 @@ async fn users_are_reached_terminated_and_watched_across_nodes() {
     let redis = Redis::start().await;
     let mut cluster = Cluster::new(&redis, "users");
     cluster.app_toml = "watchlist_events = true".into();
-    let nodes = [cluster.node().await, cluster.node().await, cluster.node().await];
+    let nodes = [
+        cluster.node().await,
+        cluster.node().await,
+        cluster.node().await,
+    ];
     let signin = |ws_id: &str, user_data: &str| {
         let auth = poxide::signature::user_auth("app_key", "secret", ws_id, user_data);
         json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}})
     };
     let (mut watcher, watcher_id) = connect(&nodes[0].ws_url()).await;
-    send(&mut watcher, signin(&watcher_id, r#"{"id":"w","watchlist":["star"]}"#)).await;
-    assert_eq!(next_event(&mut watcher).await["event"], "pusher:signin_success");
+    send(
+        &mut watcher,
+        signin(&watcher_id, r#"{"id":"w","watchlist":["star"]}"#),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watcher).await["event"],
+        "pusher:signin_success"
+    );
     let initial = next_event(&mut watcher).await;
     assert_eq!(initial["event"], "pusher_internal:watchlist_events");
     let (mut star, star_id) = connect(&nodes[1].ws_url()).await;
     send(&mut star, signin(&star_id, r#"{"id":"star"}"#)).await;
-    assert_eq!(next_event(&mut star).await["event"], "pusher:signin_success");
+    assert_eq!(
+        next_event(&mut star).await["event"],
+        "pusher:signin_success"
+    );
     let online = next_event(&mut watcher).await;
-    assert_eq!(online["data"], json!("{\"events\":[{\"name\":\"online\",\"user_ids\":[\"star\"]}]}"));
+    assert_eq!(
+        online["data"],
+        json!("{\"events\":[{\"name\":\"online\",\"user_ids\":[\"star\"]}]}")
+    );
 
     let api = Api::new(&nodes[2].http_url());
     let to_user = event("note", "#server-to-user-star", "hi");
-    assert_eq!(api.call("POST", "/apps/app_id/events", Some(&to_user)).await.0, 200);
+    assert_eq!(
+        api.call("POST", "/apps/app_id/events", Some(&to_user))
+            .await
+            .0,
+        200
+    );
     assert_eq!(next_event(&mut star).await["event"], "note");
-    let (status, _) = api.call("POST", "/apps/app_id/users/star/terminate_connections", Some(&json!({}))).await;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/apps/app_id/users/star/terminate_connections",
+            Some(&json!({})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(common::close_code(&mut star).await.0, 4009);
     let offline = next_event(&mut watcher).await;
-    assert_eq!(offline["data"], json!("{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"star\"]}]}"));
+    assert_eq!(
+        offline["data"],
+        json!("{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"star\"]}]}")
+    );
 }
 
 #[tokio::test]
@@ -490,17 +567,19 @@ async fn connection_and_presence_limits_count_the_whole_cluster() {
     let (mut two, two_id) = connect(&b.ws_url()).await;
     let refused = subscribe_presence(&mut two, &two_id, "presence-solo", "second").await;
     assert_eq!(refused["event"], "pusher:error");
-    let (mut third, _) = tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
-        .await
-        .unwrap();
+    let (mut third, _) =
+        tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
+            .await
+            .unwrap();
     assert_eq!(common::close_code(&mut third).await.0, 4004);
     common::disconnect(one).await;
     // A slot is free again, wherever it was taken.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
-            .await
-            .unwrap();
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", b.ws_url()))
+                .await
+                .unwrap();
         let first = common::next_json(&mut ws).await;
         if first["event"] == "pusher:connection_established" {
             break;

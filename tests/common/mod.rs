@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a WebSocket client, signed REST calls.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
