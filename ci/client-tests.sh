@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Real client libraries against the release binary:
 #   pusher-js 8, Laravel Echo 2 and the `pusher` Node SDK 5 (js-client-tests/, node --test),
-#   the PyPI `pusher` SDK (js-client-tests/python/, pytest).
+#   the PyPI `pusher` SDK (js-client-tests/python/, pytest); then the JS tests again on a
+#   three-node cluster sharing a redis-server.
 #
 # Usage (from the repo root): bash ci/client-tests.sh
-# Needs: cargo, node >= 20 with npm, python3 >= 3.8 with venv; reaches npm and PyPI on first run.
+# Needs: cargo, node >= 20 with npm, python3 >= 3.8 with venv, redis-server; reaches npm and PyPI
+# on first run.
 # Exits non-zero if the build, the install, or any test fails.
 set -euo pipefail
 
@@ -40,48 +42,55 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/poxide-client-tests.XXXXXX")"
-PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-CONFIG="$WORK/poxide.toml"
-SERVER_LOG="$WORK/poxide.log"
-{ printf 'host = "127.0.0.1"\nport = %s\n\n' "$PORT"; cat "$JS/apps.toml"; } >"$CONFIG"
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 SERVER_PID=""
+NODE_PIDS=()
+REDIS_PID=""
 stop_server() {
   poxide_stop "$SERVER_PID" 50
   SERVER_PID=""
 }
 cleanup() {
   stop_server
+  for pid in "${NODE_PIDS[@]}"; do poxide_stop "$pid" 50; done
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "starting poxide on 127.0.0.1:$PORT"
-# poxide lets PORT / POXIDE_* / Poxa's variables override the file: drop any from this shell.
-poxide_unset_args
-env "${unset_args[@]}" "$BIN" --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-
-ready=""
-for _ in $(seq 1 100); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "poxide exited during startup:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 1
-  fi
-  if grep -q "listening on 127.0.0.1:$PORT" "$SERVER_LOG" \
-    && "$VENV/bin/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$PORT" 2>/dev/null; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [ -z "$ready" ]; then
-  echo "poxide did not accept connections on 127.0.0.1:$PORT within 10 s:" >&2
-  cat "$SERVER_LOG" >&2
+# start_poxide CONFIG LOG PORT: starts the binary in the background (pid in STARTED_PID) and
+# waits until it is ready to accept connections.
+start_poxide() {
+  local config="$1" logfile="$2" port="$3"
+  # poxide lets PORT / POXIDE_* / Poxa's variables override the file: drop any from this shell.
+  poxide_unset_args
+  env "${unset_args[@]}" "$BIN" --config "$config" >"$logfile" 2>&1 &
+  STARTED_PID=$!
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+      echo "poxide exited during startup:" >&2
+      cat "$logfile" >&2
+      exit 1
+    fi
+    if "$VENV/bin/python" -c 'import sys, urllib.request; sys.exit(urllib.request.urlopen("http://127.0.0.1:%s/ready" % sys.argv[1], timeout=1).status != 200)' "$port" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "poxide was not ready on 127.0.0.1:$port within 10 s:" >&2
+  cat "$logfile" >&2
   exit 1
-fi
+}
+
+PORT="$(free_port)"
+CONFIG="$WORK/poxide.toml"
+SERVER_LOG="$WORK/poxide.log"
+{ printf 'host = "127.0.0.1"\nport = %s\n\n' "$PORT"; cat "$JS/apps.toml"; } >"$CONFIG"
+log "starting poxide on 127.0.0.1:$PORT"
+start_poxide "$CONFIG" "$SERVER_LOG" "$PORT"
+SERVER_PID=$STARTED_PID
 
 # POXIDE_TEST_PORT: the shared server for the tests. (Not POXIDE_PORT: poxide itself reads that.)
 export POXIDE_BIN="$BIN" POXIDE_TEST_PORT="$PORT"
@@ -98,6 +107,37 @@ js_status=0
 log "Python SDK tests (pytest)"
 py_status=0
 (cd "$JS/python" && "$VENV/bin/python" -m pytest -q) || py_status=$?
+
+# ---------------------------------------------------------------------------------------------
+# The same tests on a three-node cluster: each pusher-js client on the next node, the server
+# SDK on the third. (Test files that start a server of their own are single-node by design.)
+cluster_status=0
+if command -v redis-server >/dev/null 2>&1; then
+  REDIS_PORT="$(free_port)"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 1 100); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  NODE_PORTS=()
+  for n in 1 2 3; do
+    node_port="$(free_port)"
+    node_config="$WORK/node$n.toml"
+    { printf 'host = "127.0.0.1"\nport = %s\n\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\n\n' "$node_port" "$REDIS_PORT"; cat "$JS/apps.toml"; } >"$node_config"
+    log "starting cluster node $n on 127.0.0.1:$node_port"
+    start_poxide "$node_config" "$WORK/node$n.log" "$node_port"
+    NODE_PIDS+=("$STARTED_PID")
+    NODE_PORTS+=("$node_port")
+  done
+  mapfile -t shared_files < <(cd "$JS" && grep -L 'useServer({' test/*.test.mjs)
+  log "JS client tests on the cluster (${shared_files[*]})"
+  (cd "$JS" && POXIDE_TEST_PORT="${NODE_PORTS[2]}" POXIDE_TEST_CLIENT_PORTS="$(IFS=,; echo "${NODE_PORTS[*]}")" \
+    node --test --test-reporter=spec --test-concurrency=4 --test-force-exit "${shared_files[@]}") || cluster_status=$?
+else
+  echo "redis-server is not installed: the cluster run is missing" >&2
+  cluster_status=1
+fi
 END=$(date +%s)
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -107,8 +147,8 @@ if ! kill -0 "$SERVER_PID" 2>/dev/null; then
 fi
 stop_server
 
-log "summary: JS exit $js_status, Python exit $py_status, tests took $((END - START)) s"
-if [ "$js_status" -ne 0 ] || [ "$py_status" -ne 0 ]; then
+log "summary: JS exit $js_status, Python exit $py_status, cluster JS exit $cluster_status, tests took $((END - START)) s"
+if [ "$js_status" -ne 0 ] || [ "$py_status" -ne 0 ] || [ "$cluster_status" -ne 0 ]; then
   echo "client tests FAILED (server log: last 30 lines)" >&2
   tail -n 30 "$SERVER_LOG" >&2 || true
   exit 1

@@ -2,7 +2,7 @@
 # Every test poxide has: formatting and lints, the Rust unit, property and conformance tests,
 # then the real client libraries (pusher-js, Laravel Echo, the Node and Python SDKs) against
 # the release binary, and every fuzz target briefly. Installs what it needs (npm packages, a
-# Python venv, cargo-fuzz); safe to run on a fresh machine.
+# Python venv, cargo-fuzz, redis-server from Debian's packages); safe to run on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+if ! command -v redis-server >/dev/null 2>&1; then
+  # The cluster tests start their own redis-server processes; they need the binary only.
+  echo "== installing redis-server (Debian package) for the cluster tests"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
 echo "== cargo test"
 cargo test --locked
 echo "== fuzz targets (a few seconds each, so they keep compiling)"

@@ -214,8 +214,10 @@ export class PoxideProcess {
 export async function sharedServer() {
   if (process.env.POXIDE_TEST_PORT) {
     const port = Number(process.env.POXIDE_TEST_PORT);
-    await waitForPort(port);
-    return { port, stop: async () => {} };
+    // The cluster run: clients go round-robin over these nodes, REST calls to POXIDE_TEST_PORT.
+    const clientPorts = (process.env.POXIDE_TEST_CLIENT_PORTS || '').split(',').filter(Boolean).map(Number);
+    for (const p of [port, ...clientPorts]) await waitForPort(p);
+    return { port, clientPorts: clientPorts.length ? clientPorts : [port], stop: async () => {} };
   }
   return new PoxideProcess().start();
 }
@@ -244,13 +246,14 @@ export function serverSdk(port, app = APP, extra = {}) {
  */
 export function useServer({ own } = {}) {
   const env = {
-    kit: (t, opts = {}) => kit(t, { port: env.port, auth: env.auth, ...opts }),
+    kit: (t, opts = {}) => kit(t, { port: env.port, clientPorts: env.clientPorts, auth: env.auth, ...opts }),
   };
   before(async () => {
     env.server = own
       ? await new PoxideProcess(typeof own === 'function' ? own() : own).start()
       : await sharedServer();
     env.port = env.server.port;
+    env.clientPorts = env.server.clientPorts || [env.port];
     env.auth = await startAuthServer(env.port);
     env.sdk = serverSdk(env.port);
   });
@@ -388,9 +391,12 @@ export function clientOptions({
 /**
  * Per-test resource tracking: everything created through it is torn down by `t.after`.
  */
-export function kit(t, { port, auth, key = APP.key }) {
+export function kit(t, { port, clientPorts = [port], auth, key = APP.key }) {
   const clients = [];
   const sockets = [];
+  // Each new client on the next node (a single node: always `port`).
+  let placed = 0;
+  const nextPort = () => clientPorts[placed++ % clientPorts.length];
   t.after(() => {
     for (const c of clients) {
       try { c.disconnect(); } catch { /* already gone */ }
@@ -402,7 +408,7 @@ export function kit(t, { port, auth, key = APP.key }) {
   return {
     /** A pusher-js client (not yet waited for). */
     client({ user, authPath, userAuthPath, key: k = key, extra } = {}) {
-      const p = new Pusher(k, clientOptions({ port, auth, authPath, userAuthPath, user, extra }));
+      const p = new Pusher(k, clientOptions({ port: nextPort(), auth, authPath, userAuthPath, user, extra }));
       clients.push(p);
       return p;
     },
@@ -442,14 +448,14 @@ export function kit(t, { port, auth, key = APP.key }) {
         broadcaster: 'pusher',
         key: k,
         Pusher,
-        ...clientOptions({ port, auth, authPath, user, extra }),
+        ...clientOptions({ port: nextPort(), auth, authPath, user, extra }),
       });
       clients.push(e.connector.pusher);
       return e;
     },
     /** A raw WebSocket (the `ws` package) on /app/{key}, with a frame recorder. */
     async raw(k = key, query = 'protocol=7&client=js&version=8.4.0&flash=false') {
-      const ws = new WebSocket(`ws://${HOST}:${port}/app/${k}?${query}`);
+      const ws = new WebSocket(`ws://${HOST}:${nextPort()}/app/${k}?${query}`);
       sockets.push(ws);
       const frames = new Recorder();
       ws.on('message', (buf, isBinary) => {
