@@ -38,7 +38,11 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::{keys::Keys, local::Local, pubsub::Command};
+use self::{
+    keys::Keys,
+    local::Local,
+    pubsub::{Command, UserMessage},
+};
 use crate::{
     channel::ChannelKind,
     config::ClusterConfig,
@@ -71,6 +75,9 @@ struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     /// Subscribed to Redis and clean: connections are accepted.
     ready: AtomicBool,
+    /// The subscriber connection is up. While it is down every call fails at once instead of
+    /// waiting out its deadline (a node closing thousands of connections must not take hours).
+    reachable: AtomicBool,
     /// Some cleanup did not reach Redis: the node's leftovers must be swept.
     needs_sweep: AtomicBool,
     events: mpsc::Sender<HubEvent>,
@@ -111,6 +118,7 @@ impl ClusterAdapter {
             local: Local::default(),
             commands,
             ready: AtomicBool::new(false),
+            reachable: AtomicBool::new(false),
             needs_sweep: AtomicBool::new(false),
             events,
             apps,
@@ -144,6 +152,9 @@ impl Inner {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        if !self.reachable.load(Ordering::Acquire) {
+            return Err(Unavailable);
+        }
         match tokio::time::timeout(OP_TIMEOUT, f(self.conn.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
@@ -270,11 +281,17 @@ impl Adapter for ClusterAdapter {
         let inner = &self.inner;
         inner.check_ready().map_err(|_| Refusal::Unavailable)?;
         let sid = socket.socket_id();
-        // Registered with the node first: if the node dies between the two, the sweep finds
-        // the id and removes nothing else.
+        // Known locally first, so a sweep of this node's leftovers never takes it for one.
+        inner.local.add_socket(socket);
+        let refuse = |refusal| {
+            inner.local.remove_socket(sid);
+            Err(refusal)
+        };
+        // Registered with the node before the app: if the node dies between the two, the
+        // sweep finds the id and removes nothing else.
         let node_key = inner.keys.node_sockets(&inner.node);
         let member = format!("{app}\n{sid}");
-        inner
+        let registered = inner
             .call(|mut conn| async move {
                 redis::cmd("SADD")
                     .arg(&node_key)
@@ -282,20 +299,23 @@ impl Adapter for ClusterAdapter {
                     .query_async::<()>(&mut conn)
                     .await
             })
-            .await
-            .map_err(|_| Refusal::Unavailable)?;
+            .await;
+        if registered.is_err() {
+            return refuse(Refusal::Unavailable);
+        }
         let base = inner.keys.app(app);
         let max = max.unwrap_or(0).to_string();
-        let out = inner
+        match inner
             .script(&scripts::ADD_SOCKET, &[&base, sid, &inner.node, &max])
             .await
-            .map_err(|_| Refusal::Unavailable)?;
-        if !flag(&out, 0) {
-            let _ = inner.sweep_socket(app, sid, &inner.node).await;
-            return Err(Refusal::OverQuota);
+        {
+            Ok(out) if flag(&out, 0) => Ok(()),
+            Ok(_) => {
+                let _ = inner.sweep_socket(app, sid, &inner.node).await;
+                refuse(Refusal::OverQuota)
+            }
+            Err(_) => refuse(Refusal::Unavailable),
         }
-        inner.local.add_socket(socket);
-        Ok(())
     }
 
     async fn remove_socket(&self, app: &str, socket_id: &str) {
@@ -568,12 +588,16 @@ impl Adapter for ClusterAdapter {
         frame: Frame,
         except: Option<&str>,
     ) -> HubResult<()> {
-        let message = format!("u\n{user_id}\n{}\n{}", except.unwrap_or(""), frame.text());
-        self.publish_user_message(app, message).await
+        let message = UserMessage::ToUser {
+            user_id,
+            except: except.unwrap_or(""),
+            frame: frame.text(),
+        };
+        self.publish_user_message(app, message.encode()).await
     }
 
     async fn terminate_user(&self, app: &str, user_id: &str) -> HubResult<()> {
-        self.publish_user_message(app, format!("t\n{user_id}"))
+        self.publish_user_message(app, UserMessage::Terminate { user_id }.encode())
             .await
     }
 
@@ -608,8 +632,11 @@ impl Adapter for ClusterAdapter {
     }
 
     async fn publish_to_watchers(&self, app: &str, user_id: &str, frame: Frame) -> HubResult<()> {
-        self.publish_user_message(app, format!("w\n{user_id}\n{}", frame.text()))
-            .await
+        let message = UserMessage::ToWatchers {
+            user_id,
+            frame: frame.text(),
+        };
+        self.publish_user_message(app, message.encode()).await
     }
 
     fn events(&self) -> Option<mpsc::Receiver<HubEvent>> {

@@ -37,7 +37,7 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
             other => {
                 failures += 1;
                 // One line when it starts failing, then one every ~30 attempts.
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     let why = match other {
                         Ok(Err(e)) => e.to_string(),
                         _ => "timed out".to_string(),
@@ -55,15 +55,18 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
             }
         };
         let (mut sink, mut stream) = pubsub.split();
+        inner.reachable.store(true, Ordering::Release);
         let mut topics = inner.local.topics();
         topics.extend(inner.apps.iter().map(|app| inner.keys.user_topic(app)));
         if sink.subscribe(&topics).await.is_err() {
+            inner.reachable.store(false, Ordering::Release);
             continue;
         }
         if was_connected || failures > 0 {
             // Whatever this node had in Redis may be stale or gone: sweep it before
             // admitting anyone.
             if nodes::sweep_own(&inner).await.is_err() {
+                inner.reachable.store(false, Ordering::Release);
                 continue;
             }
             tracing::info!(failures, "Redis reachable again: accepting connections");
@@ -104,6 +107,7 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
 /// The subscriber connection broke: events may have been missed.
 fn lost(inner: &Inner) {
     inner.ready.store(false, Ordering::Release);
+    inner.reachable.store(false, Ordering::Release);
     inner.needs_sweep.store(true, Ordering::Release);
     let closed = inner.local.close_all(CloseError::ClusterLost);
     tracing::warn!(
@@ -131,24 +135,103 @@ fn deliver(inner: &Inner, message: &redis::Msg) {
     inner.local.deliver(topic, seq, except, &Frame::from(text));
 }
 
-/// `u\nuser\nexcept\nframe`, `t\nuser` or `w\nuser\nframe`.
-fn deliver_user_message(inner: &Inner, app: &str, payload: &str) {
-    let mut parts = payload.splitn(3, '\n');
-    let (Some(kind), Some(user_id)) = (parts.next(), parts.next()) else {
-        return;
-    };
-    let key = user_key(app, user_id);
-    let rest = parts.next().unwrap_or("");
-    match kind {
-        "u" => {
-            if let Some((except, text)) = rest.split_once('\n') {
-                inner
-                    .local
-                    .deliver_to_user(&key, except, &Frame::from(text));
-            }
+/// What a user topic carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UserMessage<'a> {
+    /// A `#server-to-user` event for the user's connections but `except`.
+    ToUser {
+        user_id: &'a str,
+        except: &'a str,
+        frame: &'a str,
+    },
+    Terminate {
+        user_id: &'a str,
+    },
+    ToWatchers {
+        user_id: &'a str,
+        frame: &'a str,
+    },
+}
+
+impl UserMessage<'_> {
+    /// `kind\nuser id length\nexcept\n` then the user id and the frame, back to back: a user
+    /// id may hold any character, a newline included, so it is measured, not delimited.
+    pub fn encode(&self) -> String {
+        let (kind, user_id, except, frame) = match self {
+            UserMessage::ToUser {
+                user_id,
+                except,
+                frame,
+            } => ("u", user_id, *except, *frame),
+            UserMessage::Terminate { user_id } => ("t", user_id, "", ""),
+            UserMessage::ToWatchers { user_id, frame } => ("w", user_id, "", *frame),
+        };
+        format!("{kind}\n{}\n{except}\n{user_id}{frame}", user_id.len())
+    }
+
+    pub fn decode(payload: &str) -> Option<UserMessage<'_>> {
+        let mut parts = payload.splitn(4, '\n');
+        let (kind, len, except, rest) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let len: usize = len.parse().ok()?;
+        let user_id = rest.get(..len)?;
+        let frame = rest.get(len..)?;
+        match kind {
+            "u" => Some(UserMessage::ToUser {
+                user_id,
+                except,
+                frame,
+            }),
+            "t" => Some(UserMessage::Terminate { user_id }),
+            "w" => Some(UserMessage::ToWatchers { user_id, frame }),
+            _ => None,
         }
-        "t" => inner.local.terminate_user(&key),
-        "w" => inner.local.deliver_to_watchers(&key, &Frame::from(rest)),
-        _ => {}
+    }
+}
+
+fn deliver_user_message(inner: &Inner, app: &str, payload: &str) {
+    match UserMessage::decode(payload) {
+        Some(UserMessage::ToUser {
+            user_id,
+            except,
+            frame,
+        }) => inner
+            .local
+            .deliver_to_user(&user_key(app, user_id), except, &Frame::from(frame)),
+        Some(UserMessage::Terminate { user_id }) => {
+            inner.local.terminate_user(&user_key(app, user_id))
+        }
+        Some(UserMessage::ToWatchers { user_id, frame }) => inner
+            .local
+            .deliver_to_watchers(&user_key(app, user_id), &Frame::from(frame)),
+        None => tracing::debug!("malformed user message ignored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UserMessage;
+
+    #[test]
+    fn user_messages_survive_any_user_id() {
+        let messages = [
+            UserMessage::ToUser {
+                user_id: "bob\nalice",
+                except: "1.2",
+                frame: "{\"event\":\"x\"}",
+            },
+            UserMessage::Terminate { user_id: "\n" },
+            UserMessage::ToWatchers {
+                user_id: "é",
+                frame: "{}",
+            },
+        ];
+        for message in &messages {
+            assert_eq!(
+                UserMessage::decode(&message.encode()).as_ref(),
+                Some(message)
+            );
+        }
+        assert_eq!(UserMessage::decode("u\n99\n\nshort"), None);
     }
 }
