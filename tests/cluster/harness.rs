@@ -51,7 +51,15 @@ impl Cluster {
         }
     }
 
+    /// A node that has joined the cluster.
     pub async fn node(&self) -> Node {
+        let node = self.node_unready().await;
+        node.wait_ready().await;
+        node
+    }
+
+    /// A node whose HTTP port answers, joined or not.
+    pub async fn node_unready(&self) -> Node {
         let mut config = tempfile::NamedTempFile::new().unwrap();
         write!(
             config,
@@ -86,7 +94,11 @@ impl Cluster {
             child,
             _config: config,
         };
-        node.wait_ready().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.ready_status().await.is_none() {
+            assert!(Instant::now() < deadline, "node did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         node
     }
 }

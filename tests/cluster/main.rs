@@ -588,3 +588,74 @@ async fn connection_and_presence_limits_count_the_whole_cluster() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_node_started_before_its_redis_waits_for_it_and_then_serves() {
+    let mut redis = Redis::start().await;
+    redis.stop().await;
+    let cluster = Cluster::new(&redis, "early");
+    let node = cluster.node_unready().await;
+    // It serves HTTP, says it is not ready, refuses WebSockets with 4100 (back off), REST 503.
+    assert_eq!(node.ready_status().await, Some(503));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/app/app_key?protocol=7", node.ws_url()))
+            .await
+            .unwrap();
+    let (code, reason) = common::close_code(&mut ws).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4100, "Cluster state unavailable, please retry later")
+    );
+    let (status, _) = Api::new(&node.http_url())
+        .call("GET", "/apps/app_id/channels", None)
+        .await;
+    assert_eq!(status, 503);
+    redis.restart().await;
+    node.wait_ready().await;
+    let (mut ws, _) = connect(&node.ws_url()).await;
+    assert_eq!(
+        subscribe(&mut ws, json!({"channel": "now"})).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+}
+
+#[tokio::test]
+async fn subscription_counts_are_the_clusters_and_each_change_is_one_webhook() {
+    let redis = Redis::start().await;
+    let receiver = webhook_receiver().await;
+    let mut cluster = Cluster::new(&redis, "counts");
+    cluster.app_toml = format!(
+        "subscription_count = true\nwebhooks = [{{ url = \"{}/hook\", event_types = [\"subscription_count\"] }}]",
+        receiver.uri()
+    );
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let (mut x, _) = connect(&a.ws_url()).await;
+    subscribe(&mut x, json!({"channel": "crowd"})).await;
+    let (mut y, _) = connect(&b.ws_url()).await;
+    subscribe(&mut y, json!({"channel": "crowd"})).await;
+    // Both subscribers see the count of the whole cluster.
+    for ws in [&mut x, &mut y] {
+        loop {
+            let frame = next_json(ws).await;
+            if frame["event"] == "pusher_internal:subscription_count"
+                && frame["data"] == json!("{\"subscription_count\":2}")
+            {
+                break;
+            }
+        }
+    }
+    let counts = wait_for_webhooks(&receiver, 2).await;
+    assert_eq!(
+        counts,
+        ["subscription_count crowd", "subscription_count crowd"]
+    );
+    let mut seen = Vec::new();
+    for request in receiver.received_requests().await.unwrap() {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        for e in body["events"].as_array().unwrap() {
+            seen.push(e["subscription_count"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, [1, 2]);
+}
