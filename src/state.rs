@@ -27,7 +27,7 @@ impl ServerState {
     pub fn new(config: Config, adapter: Arc<dyn Adapter>) -> Self {
         ServerState {
             apps: Apps::new(&config.apps),
-            webhooks: Webhooks::start(config.webhook_delivery.clone()),
+            webhooks: Webhooks::start(config.webhook_delivery.clone(), adapter.webhook_journal()),
             config,
             adapter,
             shutdown: CancellationToken::new(),

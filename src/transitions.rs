@@ -130,22 +130,32 @@ pub async fn presence_of_user(
 /// Applies what the hub reported by itself until the hub stops.
 pub async fn follow(state: Arc<ServerState>, mut events: tokio::sync::mpsc::Receiver<HubEvent>) {
     while let Some(event) = events.recv().await {
-        let app_id = match &event {
-            HubEvent::Webhook(app, _)
-            | HubEvent::Left { app, .. }
-            | HubEvent::Offline { app, .. } => app,
-        };
-        let Some(app) = state.apps.by_id(app_id).cloned() else {
-            continue;
-        };
+        let app = |id: &str| state.apps.by_id(id).cloned();
         match event {
-            HubEvent::Webhook(_, event) => state.webhooks.emit_settled(&app, event),
-            HubEvent::Left { channel, left, .. } => self::left(&state, &app, &channel, left).await,
-            HubEvent::Offline { user_id, .. } => {
+            HubEvent::Webhook(id, event) => {
+                if let Some(app) = app(&id) {
+                    state.webhooks.emit_settled(&app, event);
+                }
+            }
+            HubEvent::Left {
+                app: id,
+                channel,
+                left,
+            } => {
+                if let Some(app) = app(&id) {
+                    self::left(&state, &app, &channel, left).await;
+                }
+            }
+            HubEvent::Offline { app: id, user_id } => {
+                let Some(app) = app(&id) else { continue };
                 if let Err(e) = presence_of_user(&state, &app, &user_id, false).await {
                     tracing::warn!(app = %app.id, user_id, "offline not delivered: {e}");
                 }
             }
+            HubEvent::Adopted {
+                request,
+                deadline_ms,
+            } => state.webhooks.adopt(request, deadline_ms),
         }
     }
 }

@@ -47,6 +47,12 @@ impl Keys {
         format!("{}:node:{node}", self.prefix)
     }
 
+    /// Hash of the webhook requests a node is delivering: id → request and deadline, so
+    /// another node finishes them if it dies.
+    pub fn node_webhooks(&self, node: &str) -> String {
+        format!("{}:node:{node}:webhooks", self.prefix)
+    }
+
     /// Held by the node sweeping a dead one.
     pub fn sweep_lock(&self, node: &str) -> String {
         format!("{}:sweep:{node}", self.prefix)

@@ -18,6 +18,7 @@
 //!   (they may have missed events), refuses new ones with 4100 until it is back, then cleans up
 //!   what it left behind.
 
+mod journal;
 mod keys;
 mod local;
 mod nodes;
@@ -645,6 +646,10 @@ impl Adapter for ClusterAdapter {
 
     fn settles_grace(&self) -> bool {
         true
+    }
+
+    fn webhook_journal(&self) -> Option<Arc<dyn crate::webhook::Journal>> {
+        Some(Arc::new(journal::ClusterJournal::new(self.inner.clone())))
     }
 
     fn ready(&self) -> bool {

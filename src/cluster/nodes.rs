@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::{now_ms, scripts, Inner};
+use super::{journal, now_ms, scripts, Inner};
 use crate::{
     error::CloseError,
     hub::{HubEvent, HubResult},
@@ -105,6 +105,7 @@ async fn sweep_dead(inner: &Inner) -> HubResult<()> {
             continue;
         }
         let swept = sweep_node(inner, &node, |_| true).await?;
+        let adopted = journal::adopt(inner, &node).await?;
         let nodes = inner.keys.nodes();
         let gone = node.clone();
         inner
@@ -119,7 +120,8 @@ async fn sweep_dead(inner: &Inner) -> HubResult<()> {
         tracing::warn!(
             node,
             swept,
-            "node stopped beating: its connections were removed"
+            adopted,
+            "node stopped beating: its connections were removed, its webhooks taken over"
         );
     }
     Ok(())
@@ -196,22 +198,30 @@ async fn pop_departures(inner: &Inner) -> HubResult<()> {
 }
 
 /// A graceful stop: the node's connections are closed; remove what is left and the node.
+/// Departures are in Redis, so the other nodes send them when they fall due; webhook requests
+/// still being retried are left for them too: the node marks itself dead, and the next sweep
+/// takes them over.
 pub async fn leave_cluster(inner: &Inner) {
     inner.ready.store(false, Ordering::Release);
     let _ = sweep_own(inner).await;
     let nodes = inner.keys.nodes();
     let node = inner.node.clone();
     let sockets = inner.keys.node_sockets(&inner.node);
+    let webhooks = inner.keys.node_webhooks(&inner.node);
     let _ = inner
         .call(|mut conn| async move {
-            redis::pipe()
-                .zrem(&nodes, &node)
-                .ignore()
+            let (pending,): (usize,) = redis::pipe()
+                .hlen(&webhooks)
                 .del(&sockets)
                 .ignore()
-                .query_async::<()>(&mut conn)
-                .await
+                .query_async(&mut conn)
+                .await?;
+            let mut update = redis::cmd(if pending > 0 { "ZADD" } else { "ZREM" });
+            update.arg(&nodes);
+            if pending > 0 {
+                update.arg(0);
+            }
+            update.arg(&node).query_async::<()>(&mut conn).await
         })
         .await;
-    // Departures are in Redis: the other nodes send them when they fall due.
 }

@@ -7,6 +7,8 @@
 
 pub mod memory;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::{
@@ -77,6 +79,11 @@ pub enum HubEvent {
     },
     /// A swept user went offline: watchers must hear it.
     Offline { app: String, user_id: String },
+    /// A webhook request a dead node was delivering, to be finished here.
+    Adopted {
+        request: crate::webhook::Request,
+        deadline_ms: u64,
+    },
 }
 
 /// What an unsubscription (or a disconnect) changed.
@@ -190,6 +197,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// The events the hub reports by itself, taken once; `None` when the adapter has none (the
     /// in-process one leaves the grace period to the webhook dispatcher).
     fn events(&self) -> Option<tokio::sync::mpsc::Receiver<HubEvent>> {
+        None
+    }
+
+    /// Where webhook requests being delivered are written down so that another node can
+    /// finish them (cluster mode).
+    fn webhook_journal(&self) -> Option<Arc<dyn crate::webhook::Journal>> {
         None
     }
 

@@ -10,11 +10,14 @@ use std::{
 
 use serde::Serialize;
 use tokio::{
-    sync::{mpsc, Semaphore},
+    sync::mpsc,
     time::{sleep_until, Instant},
 };
 
-use super::{delivery, Emitted, Pending, WebhookEvent, WebhookStats};
+use super::{
+    delivery::{Deliverer, Request},
+    Emitted, Pending, WebhookEvent,
+};
 use crate::config::{AppConfig, WebhookDelivery};
 
 /// What a held removal is waiting on: the same app, kind, channel and (for members) user.
@@ -47,15 +50,10 @@ struct Body<'a> {
 pub async fn run(
     settings: WebhookDelivery,
     mut rx: mpsc::Receiver<Emitted>,
-    stats: Arc<WebhookStats>,
+    deliverer: Arc<Deliverer>,
 ) {
     let grace = Duration::from_millis(settings.grace_ms);
     let batch = Duration::from_millis(settings.batch_ms);
-    let mut receivers = Receivers::new(settings.max_in_flight.max(1));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(settings.request_timeout_ms))
-        .build()
-        .expect("HTTP client");
     let mut held: HashMap<HeldKey, Held> = HashMap::new();
     let mut ready: Vec<Emitted> = Vec::new();
     let mut ready_since: Option<Instant> = None;
@@ -99,13 +97,7 @@ pub async fn run(
         } else {
             let since = *ready_since.get_or_insert(now);
             if now >= since + batch || !open {
-                flush(
-                    std::mem::take(&mut ready),
-                    &client,
-                    &settings,
-                    &mut receivers,
-                    &stats,
-                );
+                flush(std::mem::take(&mut ready), &deliverer);
                 ready_since = None;
             }
         }
@@ -165,37 +157,9 @@ fn accept(
     }
 }
 
-/// One semaphore per receiver URL, so a receiver that never answers holds only its own slots.
-struct Receivers {
-    slots: usize,
-    by_url: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Receivers {
-    fn new(slots: usize) -> Self {
-        Receivers {
-            slots,
-            by_url: HashMap::new(),
-        }
-    }
-
-    fn slots(&mut self, url: &str) -> Arc<Semaphore> {
-        self.by_url
-            .entry(url.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.slots)))
-            .clone()
-    }
-}
-
 /// One request per app and target with every ready event the target wants, in order. Never
 /// waits: each request is its own task, which takes a slot of its receiver per attempt.
-fn flush(
-    ready: Vec<Emitted>,
-    client: &reqwest::Client,
-    settings: &WebhookDelivery,
-    receivers: &mut Receivers,
-    stats: &Arc<WebhookStats>,
-) {
+fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>) {
     let mut by_app: Vec<(Arc<AppConfig>, Vec<WebhookEvent>, Vec<Pending>)> = Vec::new();
     for Emitted {
         app,
@@ -225,26 +189,18 @@ fn flush(
             if wanted.is_empty() {
                 continue;
             }
-            let body = serde_json::to_vec(&Body {
+            let body = serde_json::to_string(&Body {
                 time_ms,
                 events: wanted,
             })
             .expect("webhook body serializes");
-            let request = delivery::Request {
+            let request = Request {
                 url: target.url.clone(),
                 key: app.key.clone(),
-                signature: crate::signature::sign_bytes(&app.secret, &body),
+                signature: crate::signature::sign_bytes(&app.secret, body.as_bytes()),
                 body,
             };
-            let slots = receivers.slots(&target.url);
-            let client = client.clone();
-            let settings = settings.clone();
-            let stats = stats.clone();
-            let holds = holds.clone();
-            tokio::spawn(async move {
-                delivery::send_with_retries(&client, &request, &slots, &settings, &stats).await;
-                drop(holds);
-            });
+            deliverer.send(request, holds.clone());
         }
     }
 }

@@ -5,6 +5,8 @@
 mod delivery;
 mod dispatcher;
 
+pub use delivery::{Journal, Request};
+
 use std::{
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -127,20 +129,24 @@ pub struct Emitted {
 #[derive(Debug, Clone)]
 pub struct Webhooks {
     tx: mpsc::Sender<Emitted>,
+    deliverer: Arc<delivery::Deliverer>,
     stats: Arc<WebhookStats>,
     shares: Arc<DashMap<String, Arc<AppShare>>>,
     app_capacity: usize,
 }
 
 impl Webhooks {
-    /// Starts the dispatcher task.
-    pub fn start(settings: WebhookDelivery) -> Webhooks {
+    /// Starts the dispatcher task. With a `journal`, requests being delivered are written
+    /// down in it until they are done.
+    pub fn start(settings: WebhookDelivery, journal: Option<Arc<dyn Journal>>) -> Webhooks {
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let stats = Arc::new(WebhookStats::default());
         let app_capacity = settings.app_queue_capacity.max(1);
-        tokio::spawn(dispatcher::run(settings, rx, stats.clone()));
+        let deliverer = delivery::Deliverer::new(settings.clone(), stats.clone(), journal);
+        tokio::spawn(dispatcher::run(settings, rx, deliverer.clone()));
         Webhooks {
             tx,
+            deliverer,
             stats,
             shares: Arc::default(),
             app_capacity,
@@ -195,6 +201,11 @@ impl Webhooks {
                 "webhook queue full: events dropped (logged at most every 10 s)"
             );
         }
+    }
+
+    /// Goes on delivering a request that a dead node had started.
+    pub fn adopt(&self, request: Request, deadline_ms: u64) {
+        self.deliverer.adopt(request, deadline_ms);
     }
 
     pub fn stats(&self) -> &WebhookStats {

@@ -38,6 +38,8 @@ pub struct Cluster {
     /// Extra TOML for the `[[apps]]` entry of the default app.
     pub app_toml: String,
     pub grace_ms: u64,
+    /// Extra TOML for `[webhook_delivery]`.
+    pub delivery_toml: String,
 }
 
 impl Cluster {
@@ -48,6 +50,7 @@ impl Cluster {
             node_timeout_ms: 1500,
             app_toml: String::new(),
             grace_ms: 3000,
+            delivery_toml: String::new(),
         }
     }
 
@@ -64,9 +67,14 @@ impl Cluster {
         write!(
             config,
             "[cluster]\nredis_url = \"{}\"\nprefix = \"{}\"\nnode_timeout_ms = {}\n\n\
-             [webhook_delivery]\ngrace_ms = {}\nbatch_ms = 20\n\n\
+             [webhook_delivery]\ngrace_ms = {}\nbatch_ms = 20\n{}\n\n\
              [[apps]]\nid = \"app_id\"\nkey = \"app_key\"\nsecret = \"secret\"\n{}\n",
-            self.redis_url, self.prefix, self.node_timeout_ms, self.grace_ms, self.app_toml
+            self.redis_url,
+            self.prefix,
+            self.node_timeout_ms,
+            self.grace_ms,
+            self.delivery_toml,
+            self.app_toml
         )
         .unwrap();
         let port = free_port();

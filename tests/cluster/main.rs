@@ -659,3 +659,52 @@ async fn subscription_counts_are_the_clusters_and_each_change_is_one_webhook() {
     }
     assert_eq!(seen, [1, 2]);
 }
+
+#[tokio::test]
+async fn a_webhook_being_retried_by_a_node_that_dies_is_finished_by_another() {
+    let redis = Redis::start().await;
+    let receiver = wiremock::MockServer::start().await;
+    let failing = wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(500));
+    receiver.register(failing).await;
+    let mut cluster = Cluster::new(&redis, "adopt");
+    cluster.delivery_toml = "retry_initial_ms = 300".into();
+    cluster.app_toml = format!(
+        "webhooks = [{{ url = \"{}/hook\", event_types = [\"channel_occupied\"] }}]",
+        receiver.uri()
+    );
+    let doomed = cluster.node().await;
+    let _survivor = cluster.node().await;
+    let (mut ws, _) = connect(&doomed.ws_url()).await;
+    subscribe(&mut ws, json!({"channel": "orders"})).await;
+    assert_eq!(
+        wait_for_webhooks(&receiver, 1).await,
+        ["channel_occupied orders"]
+    );
+    doomed.kill().await;
+    // The receiver recovers; only the surviving node can still be trying.
+    receiver.reset().await;
+    receiver
+        .register(
+            wiremock::Mock::given(wiremock::matchers::method("POST"))
+                .respond_with(wiremock::ResponseTemplate::new(200)),
+        )
+        .await;
+    assert_eq!(
+        wait_for_webhooks(&receiver, 1).await,
+        ["channel_occupied orders"]
+    );
+    // Delivered: nothing is left in any node's journal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !redis
+        .cli(&["--scan", "--pattern", "adopt:node:*:webhooks"])
+        .await
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal keeps a delivered request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
