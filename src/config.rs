@@ -583,16 +583,14 @@ impl Config {
             }
         }
         if let Some(cluster) = &self.cluster {
-            if !cluster.redis_url.starts_with("redis://") {
-                let expected = if cluster.redis_url.starts_with("rediss://") {
-                    "a redis:// URL (TLS to Redis, rediss://, is not supported yet)"
-                } else {
-                    "a redis:// URL such as redis://127.0.0.1:6379/0"
-                };
+            let url = &cluster.redis_url;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://"))
+                || redis::Client::open(url.as_str()).is_err()
+            {
                 return invalid(
                     "cluster.redis_url".into(),
-                    cluster.redis_url.clone(),
-                    expected,
+                    url.clone(),
+                    "a redis:// or rediss:// (TLS) URL such as redis://:password@127.0.0.1:6379/0",
                 );
             }
             if cluster.prefix.is_empty() || cluster.prefix.contains(['{', '}']) {

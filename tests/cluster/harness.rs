@@ -40,6 +40,8 @@ pub struct Cluster {
     pub grace_ms: u64,
     /// Extra TOML for `[webhook_delivery]`.
     pub delivery_toml: String,
+    /// Extra environment of every node.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -51,6 +53,7 @@ impl Cluster {
             app_toml: String::new(),
             grace_ms: 3000,
             delivery_toml: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Cluster {
             .env_remove("POXIDE_REDIS_URL")
             .env_remove("PORT")
             .env("RUST_LOG", "poxide=info")
+            .envs(self.env.iter().cloned())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -708,3 +708,101 @@ async fn a_webhook_being_retried_by_a_node_that_dies_is_finished_by_another() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn nodes_reach_a_redis_over_tls_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    let openssl = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    // A private CA, and a certificate for 127.0.0.1 that it signs.
+    openssl(words(&format!(
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=poxide-test-ca -keyout {} -out {ca}",
+        path("ca-key.pem")
+    )))
+    .await;
+    openssl(words(&format!(
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {}",
+        path("req.pem")
+    )))
+    .await;
+    std::fs::write(path("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(words(&format!(
+        "x509 -req -in {} -CA {ca} -CAkey {} -CAcreateserial -days 1 -extfile {} -out {cert}",
+        path("req.pem"),
+        path("ca-key.pem"),
+        path("ext.cnf")
+    )))
+    .await;
+    let port = harness::free_port();
+    let _redis = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut cluster = Cluster {
+        redis_url: format!("rediss://:s3cret@127.0.0.1:{port}"),
+        prefix: "tls".into(),
+        node_timeout_ms: 1500,
+        app_toml: String::new(),
+        grace_ms: 3000,
+        delivery_toml: String::new(),
+        env: Vec::new(),
+    };
+    // The certificate is trusted the way an operator would add a private CA.
+    cluster.env.push(("SSL_CERT_FILE".into(), ca.clone()));
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let (mut ws, _) = connect(&a.ws_url()).await;
+    subscribe(&mut ws, json!({"channel": "secure"})).await;
+    let api = Api::new(&b.http_url());
+    assert_eq!(
+        api.call(
+            "POST",
+            "/apps/app_id/events",
+            Some(&event("sealed", "secure", "1"))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(next_event(&mut ws).await["event"], "sealed");
+
+    // A wrong password is a node that never becomes ready, not a crash.
+    cluster.redis_url = format!("rediss://:wrong@127.0.0.1:{port}");
+    let refused = cluster.node_unready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(refused.ready_status().await, Some(503));
+}
