@@ -806,3 +806,58 @@ async fn nodes_reach_a_redis_over_tls_with_a_password() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(refused.ready_status().await, Some(503));
 }
+
+#[tokio::test]
+async fn a_node_subscribes_only_to_the_channels_its_connections_are_in() {
+    let redis = Redis::start().await;
+    let receiver = webhook_receiver().await;
+    let mut cluster = Cluster::new(&redis, "interest");
+    cluster.app_toml = format!(
+        "webhooks = [{{ url = \"{}/hook\", event_types = [\"cache_miss\"] }}]",
+        receiver.uri()
+    );
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let numsub = |channel: &str| {
+        let topic = format!("interest:t:app_id:{channel}");
+        let redis = &redis;
+        async move {
+            let out = redis.cli(&["PUBSUB", "NUMSUB", &topic]).await;
+            out.lines().nth(1).unwrap_or("").trim().to_string()
+        }
+    };
+    let (mut x, _) = connect(&a.ws_url()).await;
+    subscribe(&mut x, json!({"channel": "cache-alpha"})).await;
+    assert_eq!(next_event(&mut x).await["event"], "pusher:cache_miss");
+    let (mut y, _) = connect(&b.ws_url()).await;
+    subscribe(&mut y, json!({"channel": "cache-alpha"})).await;
+    assert_eq!(next_event(&mut y).await["event"], "pusher:cache_miss");
+    subscribe(&mut y, json!({"channel": "beta"})).await;
+    assert_eq!(
+        numsub("cache-alpha").await,
+        "2",
+        "both nodes have subscribers there"
+    );
+    assert_eq!(numsub("beta").await, "1", "only the node with a subscriber");
+    send(
+        &mut y,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "beta"}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while numsub("beta").await != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topic is released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two subscribers met the empty cache, on two nodes: one cache_miss webhook.
+    assert_eq!(
+        wait_for_webhooks(&receiver, 1).await,
+        ["cache_miss cache-alpha"]
+    );
+    let api = Api::new(&a.http_url());
+    assert_nothing_more(&api, &mut x, "cache-alpha").await;
+    assert_eq!(webhook_events(&receiver).await.len(), 1);
+}
