@@ -125,7 +125,7 @@ async fn current(state: &ServerState, app: &AppConfig, channel: &str) -> Option<
     match state.adapter.channel_stats(&app.id, channel).await {
         Ok(stats) => Some(stats.subscription_count),
         Err(e) => {
-            tracing::warn!(app = %app.id, channel, "subscription count not sent: {e}");
+            tracing::debug!(app = %app.id, channel, "subscription count not sent: {e}");
             None
         }
     }
@@ -140,7 +140,7 @@ async fn send(state: &ServerState, app: &Arc<AppConfig>, channel: &str, throttle
     {
         Ok(count) => count,
         Err(e) => {
-            tracing::warn!(app = %app.id, channel, "subscription count not sent: {e}");
+            tracing::debug!(app = %app.id, channel, "subscription count not sent: {e}");
             return;
         }
     };

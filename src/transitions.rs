@@ -81,7 +81,8 @@ pub async fn left(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &str,
             .publish(&app.id, channel, frame, None, None)
             .await
         {
-            tracing::warn!(app = %app.id, channel, "member_removed not delivered: {e}");
+            // Only when the cluster lost Redis, which is logged once as such.
+            tracing::debug!(app = %app.id, channel, "member_removed not delivered: {e}");
         }
         if !settled_by_hub {
             webhooks.emit(
@@ -149,7 +150,7 @@ pub async fn follow(state: Arc<ServerState>, mut events: tokio::sync::mpsc::Rece
             HubEvent::Offline { app: id, user_id } => {
                 let Some(app) = app(&id) else { continue };
                 if let Err(e) = presence_of_user(&state, &app, &user_id, false).await {
-                    tracing::warn!(app = %app.id, user_id, "offline not delivered: {e}");
+                    tracing::debug!(app = %app.id, user_id, "offline not delivered: {e}");
                 }
             }
             HubEvent::Adopted {

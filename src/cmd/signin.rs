@@ -128,7 +128,7 @@ pub async fn sign_out(session: &mut Session) {
         .await;
     if went_offline {
         if let Err(e) = transitions::presence_of_user(&session.state, &app, &user.id, false).await {
-            tracing::warn!(app = %app.id, user_id = user.id, "offline not delivered: {e}");
+            tracing::debug!(app = %app.id, user_id = user.id, "offline not delivered: {e}");
         }
     }
 }
