@@ -130,7 +130,7 @@ if command -v redis-server >/dev/null 2>&1; then
     NODE_PIDS+=("$STARTED_PID")
     NODE_PORTS+=("$node_port")
   done
-  mapfile -t shared_files < <(cd "$JS" && grep -L 'useServer({' test/*.test.mjs)
+  mapfile -t shared_files < <(cd "$JS" && grep -l 'useServer()' test/*.test.mjs)
   log "JS client tests on the cluster (${shared_files[*]})"
   (cd "$JS" && POXIDE_TEST_PORT="${NODE_PORTS[2]}" POXIDE_TEST_CLIENT_PORTS="$(IFS=,; echo "${NODE_PORTS[*]}")" \
     node --test --test-reporter=spec --test-concurrency=4 --test-force-exit "${shared_files[@]}") || cluster_status=$?

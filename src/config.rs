@@ -184,6 +184,12 @@ pub struct Config {
     pub webhook_delivery: WebhookDelivery,
     /// Set: this node joins the cluster that shares this Redis.
     pub cluster: Option<ClusterConfig>,
+    /// The test double's inspection API under `/_poxide/` (unsigned: for test machines only).
+    pub inspect: bool,
+    /// Records of each kind the inspection API keeps.
+    pub inspect_capacity: usize,
+    /// Socket ids from a sequence fixed by this seed instead of at random.
+    pub socket_id_seed: Option<u64>,
     pub apps: Vec<AppConfig>,
 }
 
@@ -224,6 +230,9 @@ impl Default for Config {
             http_body_timeout: Duration::from_secs(30),
             webhook_delivery: WebhookDelivery::default(),
             cluster: None,
+            inspect: false,
+            inspect_capacity: 10_000,
+            socket_id_seed: None,
             apps: vec![AppConfig::default()],
         }
     }
@@ -244,6 +253,9 @@ struct FileConfig {
     http_body_timeout_ms: Option<u64>,
     webhook_delivery: Option<WebhookDelivery>,
     cluster: Option<FileCluster>,
+    inspect: Option<bool>,
+    inspect_capacity: Option<usize>,
+    socket_id_seed: Option<u64>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -264,6 +276,8 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub node_timeout_ms: Option<String>,
+    pub inspect: Option<String>,
+    pub socket_id_seed: Option<String>,
 }
 
 impl Overrides {
@@ -291,6 +305,8 @@ impl Overrides {
             redis_url: pick(&["POXIDE_REDIS_URL"]),
             redis_prefix: pick(&["POXIDE_REDIS_PREFIX"]),
             node_timeout_ms: pick(&["POXIDE_NODE_TIMEOUT_MS"]),
+            inspect: pick(&["POXIDE_INSPECT"]),
+            socket_id_seed: pick(&["POXIDE_SOCKET_ID_SEED"]),
         };
         (o, used)
     }
@@ -313,6 +329,22 @@ impl Overrides {
         }
         if let Some(v) = &self.pong_timeout_ms {
             config.pong_timeout = Duration::from_millis(parse_number(v, &key("pong_timeout_ms"))?);
+        }
+        if let Some(v) = &self.inspect {
+            config.inspect = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: key("inspect"),
+                        value: v.clone(),
+                        expected: "true or false",
+                    })
+                }
+            };
+        }
+        if let Some(v) = &self.socket_id_seed {
+            config.socket_id_seed = Some(parse_number(v, &key("socket_id_seed"))?);
         }
         if let Some(url) = &self.redis_url {
             let cluster = config.cluster.get_or_insert_with(|| ClusterConfig {
@@ -430,6 +462,13 @@ impl Config {
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
         }
+        if let Some(inspect) = file.inspect {
+            config.inspect = inspect;
+        }
+        if let Some(capacity) = file.inspect_capacity {
+            config.inspect_capacity = capacity;
+        }
+        config.socket_id_seed = file.socket_id_seed.or(config.socket_id_seed);
         if let Some(FileCluster {
             redis_url: Some(redis_url),
             prefix,

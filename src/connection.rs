@@ -16,9 +16,10 @@ use crate::{
     config::AppConfig,
     error::{CloseError, FrameError},
     frame::{self, ClientFrame},
+    happenings::Happening,
     hub::Refusal,
     session::Session,
-    socket::{new_socket_id, Outbox},
+    socket::Outbox,
     state::ServerState,
     transport::{flush, Received, Sink, Source},
 };
@@ -90,7 +91,7 @@ pub async fn serve(
     state: Arc<ServerState>,
     app: Arc<AppConfig>,
 ) {
-    let (outbox, mut queue) = Outbox::new(new_socket_id(), state.outbox_bounds());
+    let (outbox, mut queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
     if let Err(refusal) = state
         .adapter
         .add_socket(&app.id, &outbox, app.max_connections)
@@ -102,6 +103,10 @@ pub async fn serve(
         };
         return refuse(source, sink, reason).await;
     }
+    state.happenings.emit(|| Happening::Connected {
+        app: app.id.clone(),
+        socket: outbox.clone(),
+    });
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
     let write_timeout = state.config.write_timeout;
@@ -223,6 +228,9 @@ pub async fn serve(
         .adapter
         .remove_socket(&app.id, outbox.socket_id())
         .await;
+    state.happenings.emit(|| Happening::Disconnected {
+        socket_id: outbox.socket_id().to_string(),
+    });
 
     match end {
         End::Gone => {}

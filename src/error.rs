@@ -36,6 +36,9 @@ pub enum CloseError {
     /// The node cannot reach its Redis: try again later (pusher-js backs off on 41xx).
     #[error("Cluster state unavailable, please retry later")]
     ClusterUnavailable,
+    /// `POST /_poxide/reset` of the test double.
+    #[error("Reset by the test harness, please reconnect")]
+    Reset,
 }
 
 impl CloseError {
@@ -46,7 +49,7 @@ impl CloseError {
             CloseError::PathNotFound => 4005,
             CloseError::UnsupportedProtocol => 4007,
             CloseError::OverCapacity => 4100,
-            CloseError::ShuttingDown | CloseError::ClusterLost => 4200,
+            CloseError::ShuttingDown | CloseError::ClusterLost | CloseError::Reset => 4200,
             CloseError::ClusterUnavailable => 4100,
             CloseError::PongNotReceived => 4201,
             // 40xx: pusher-js does not reconnect, which is the point of both.

@@ -70,6 +70,12 @@ struct ServeArgs {
     /// Milliseconds of silence after which a node is dead (default 10000).
     #[arg(long)]
     node_timeout_ms: Option<String>,
+    /// Serve the test double's inspection API under /_poxide/ (unsigned: test machines only).
+    #[arg(long)]
+    inspect: bool,
+    /// Once accepting connections, write the URLs, port and apps as one JSON object here.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -87,6 +93,8 @@ impl ServeArgs {
             redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
             node_timeout_ms: self.node_timeout_ms.clone(),
+            inspect: self.inspect.then(|| "true".to_string()),
+            socket_id_seed: None,
         }
     }
 }
@@ -123,9 +131,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .iter()
         .map(|a| format!("{} (key {})", a.id, a.key))
         .collect();
+    let credentials: Vec<serde_json::Value> = config
+        .apps
+        .iter()
+        .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))
+        .collect();
+    let inspect = config.inspect;
     // Before the server says it is listening: a SIGTERM right after that line must find the
     // handler in place.
     let stop = stop_signal();
+    tokio::pin!(stop);
     let server = match Server::new(config).start().await {
         Ok(server) => server,
         Err(e) => {
@@ -138,7 +153,26 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::info!("settings from the environment: {}", env_used.join(", "));
     }
     tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
+    if inspect {
+        tracing::warn!(
+            "inspection API on: /_poxide/ shows every event and webhook and publishes without a signature; for test machines only"
+        );
+    }
+    if let Some(path) = &args.ready_file {
+        tokio::select! {
+            written = write_ready_file(path, &server, credentials) => if let Err(e) = written {
+                eprintln!("poxide: cannot write the ready file {}: {e}", path.display());
+                let _ = server.shutdown().await;
+                return ExitCode::from(1);
+            },
+            _ = &mut stop => return shutdown(server).await,
+        }
+    }
     stop.await;
+    shutdown(server).await
+}
+
+async fn shutdown(server: poxide::RunningServer) -> ExitCode {
     tracing::info!("shutting down");
     match server.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +181,34 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Once the server accepts connections (a cluster node: once it has joined), writes what a
+/// test harness needs to reach it, whole or not at all (through a rename).
+async fn write_ready_file(
+    path: &std::path::Path,
+    server: &poxide::RunningServer,
+    apps: Vec<serde_json::Value>,
+) -> std::io::Result<()> {
+    while !server.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let addr = server.local_addr();
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let ready = serde_json::json!({
+        "ws_url": server.ws_url(),
+        "http_url": server.http_url(),
+        "host": host,
+        "port": addr.port(),
+        "apps": apps,
+    });
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, format!("{ready}\n"))?;
+    std::fs::rename(&partial, path)
 }
 
 /// Installs the handlers now; the future resolves on SIGINT or SIGTERM.

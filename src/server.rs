@@ -53,14 +53,25 @@ impl Server {
         if let Some(events) = state.adapter.events() {
             tokio::spawn(transitions::follow(state.clone(), events));
         }
-        let rest: Rest = Arc::new(routes().data(state.clone()).boxed());
+        let rest: Rest = Arc::new(
+            routes(state.inspector.is_some())
+                .data(state.clone())
+                .boxed(),
+        );
         let task = tokio::spawn(listener::run(listener, state.clone(), rest));
         Ok(RunningServer { state, addr, task })
     }
 }
 
-pub fn routes() -> Route {
-    Route::new()
+/// The REST API and health checks, and with `inspect` the test double's `/_poxide/` API
+/// (otherwise those paths are 404 like any other).
+pub fn routes(inspect: bool) -> Route {
+    let route = if inspect {
+        Route::new().nest("/_poxide", crate::inspect::routes::routes())
+    } else {
+        Route::new()
+    };
+    route
         .at("/apps/:app_id/events", post(http::trigger))
         .at("/apps/:app_id/batch_events", post(http::batch_trigger))
         .at("/apps/:app_id/channels", get(http::list_channels))

@@ -16,12 +16,36 @@ use crate::{error::CloseError, frame::Frame};
 /// `digits.digits`, random so that one client cannot guess another's id and reuse its
 /// signatures.
 pub fn new_socket_id() -> String {
-    let mut rng = rand::rng();
+    socket_id_from(&mut rand::rng())
+}
+
+fn socket_id_from(rng: &mut impl Rng) -> String {
     format!(
         "{}.{}",
         rng.random_range(1..=u32::MAX),
         rng.random_range(1..=u32::MAX)
     )
+}
+
+/// Where socket ids come from: random, or with `POXIDE_SOCKET_ID_SEED` a sequence fixed by the
+/// seed, so that a test's recorded output is the same on every run.
+pub struct SocketIds {
+    seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
+}
+
+impl SocketIds {
+    pub fn new(seed: Option<u64>) -> Self {
+        SocketIds {
+            seeded: seed.map(|s| std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s))),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        match &self.seeded {
+            Some(rng) => socket_id_from(&mut *rng.lock().expect("not poisoned")),
+            None => new_socket_id(),
+        }
+    }
 }
 
 /// How much one connection may have queued.

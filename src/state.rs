@@ -6,8 +6,14 @@ use std::sync::Arc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    apps::Apps, config::Config, hub::Adapter, socket::Bounds,
-    subscription_count::SubscriptionCounts, webhook::Webhooks,
+    apps::Apps,
+    config::Config,
+    happenings::{Happenings, Observe},
+    hub::Adapter,
+    inspect::Inspector,
+    socket::{Bounds, SocketIds},
+    subscription_count::SubscriptionCounts,
+    webhook::Webhooks,
 };
 
 /// Everything a handler or connection needs, passed explicitly.
@@ -21,13 +27,33 @@ pub struct ServerState {
     pub tasks: TaskTracker,
     pub webhooks: Webhooks,
     pub subscription_counts: SubscriptionCounts,
+    /// What happens, for whoever observes it.
+    pub happenings: Happenings,
+    /// The inspection records, with `inspect` on.
+    pub inspector: Option<Arc<Inspector>>,
+    pub socket_ids: SocketIds,
 }
 
 impl ServerState {
     pub fn new(config: Config, adapter: Arc<dyn Adapter>) -> Self {
+        let inspector = config
+            .inspect
+            .then(|| Arc::new(Inspector::new(config.inspect_capacity)));
+        let observers: Vec<Arc<dyn Observe>> = inspector
+            .iter()
+            .map(|i| i.clone() as Arc<dyn Observe>)
+            .collect();
+        let happenings = Happenings::new(observers);
         ServerState {
             apps: Apps::new(&config.apps),
-            webhooks: Webhooks::start(config.webhook_delivery.clone(), adapter.webhook_journal()),
+            webhooks: Webhooks::start(
+                config.webhook_delivery.clone(),
+                adapter.webhook_journal(),
+                happenings.clone(),
+            ),
+            happenings,
+            inspector,
+            socket_ids: SocketIds::new(config.socket_id_seed),
             config,
             adapter,
             shutdown: CancellationToken::new(),

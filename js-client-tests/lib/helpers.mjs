@@ -98,13 +98,15 @@ function appToml({ webhooks = [], ...app }) {
 
 /**
  * Writes a TOML config: the default app plus the second app (both with client events on),
- * with optional per-app overrides (`webhooks` included), server-level settings and extra
+ * with optional per-app overrides (`webhooks` included), server-level settings (`inspect`
+ * turns on the test double's /_poxide/ API) and extra
  * top-level tables (`sections: {webhook_delivery: {grace_ms: 300}}`).
  */
-export function writeConfig({ port, activityTimeout, pongTimeoutMs, app = {}, app2 = {}, sections = {} }) {
+export function writeConfig({ port, activityTimeout, pongTimeoutMs, inspect, app = {}, app2 = {}, sections = {} }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'poxide-js-'));
   const file = path.join(dir, 'poxide.toml');
   const top = [`host = "${HOST}"`, `port = ${port}`];
+  if (inspect) top.push('inspect = true');
   if (activityTimeout !== undefined) top.push(`activity_timeout = ${activityTimeout}`);
   if (pongTimeoutMs !== undefined) top.push(`pong_timeout_ms = ${pongTimeoutMs}`);
   const text = [

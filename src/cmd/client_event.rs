@@ -7,6 +7,7 @@ use crate::{
     channel::{validate_event_name, Access, ChannelKind},
     error::FrameError,
     frame::{self, ClientEvent},
+    happenings::{Happening, Published, Source},
     session::Session,
     webhook::WebhookEvent,
 };
@@ -56,6 +57,17 @@ pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), Fram
         Ok(text) => text,
         Err(_) => event.data.get().to_string(),
     };
+    session.state.happenings.emit(|| {
+        Happening::Published(Published {
+            app: session.app.id.clone(),
+            channel: channel.clone(),
+            event: event.event.clone(),
+            data: data.clone(),
+            source: Source::Client,
+            socket_id: Some(session.socket_id().to_string()),
+            user_id: user_id.clone(),
+        })
+    });
     session.state.webhooks.emit(
         &session.app,
         WebhookEvent::ClientEvent {

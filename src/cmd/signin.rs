@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::{
     error::FrameError,
     frame::{self, SigninRequest},
+    happenings::Happening,
     session::{Session, SignedIn},
     signature, transitions,
 };
@@ -92,6 +93,10 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
         watching: watchlist.clone(),
     });
     session.authorized = true;
+    session.state.happenings.emit(|| Happening::SignedIn {
+        socket_id: session.socket_id().to_string(),
+        user_id: id.clone(),
+    });
     session.send(frame::signin_success(&user_data));
     if truncated {
         session.send_error(&FrameError::WatchlistTooLong(MAX_WATCHLIST), None);

@@ -12,6 +12,7 @@ use crate::{
     config::AppConfig,
     error::{AuthError, FrameError},
     frame::{self, Member, SubscribeRequest},
+    happenings::Happening,
     hub::{JoinError, Joined, Subscriber},
     session::Session,
     signature, transitions,
@@ -109,8 +110,16 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
         session.authorized = true;
     }
     let (state, app) = (session.state.clone(), session.app.clone());
+    subscribed(session, &channel);
     transitions::joined(&state, &app, &channel, session.socket_id(), member, &joined).await?;
     Ok(())
+}
+
+fn subscribed(session: &Session, channel: &str) {
+    session.state.happenings.emit(|| Happening::Subscribed {
+        socket_id: session.socket_id().to_string(),
+        channel: channel.to_string(),
+    });
 }
 
 /// `#server-to-user-{id}`: pusher-js subscribes to its own after signing in. Delivery goes by
@@ -127,6 +136,7 @@ fn subscribe_server_to_user(session: &mut Session, channel: String) -> Result<()
         });
     }
     session.send(frame::subscription_succeeded(&channel));
+    subscribed(session, &channel);
     session.subscriptions.insert(channel, None);
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use crate::{
     channel::{Access, ChannelKind},
+    happenings::Happening,
     session::Session,
     transitions,
 };
@@ -11,6 +12,10 @@ pub async fn leave(session: &mut Session, channel: &str) {
     if session.subscriptions.remove(channel).is_none() {
         return;
     }
+    session.state.happenings.emit(|| Happening::Unsubscribed {
+        socket_id: session.socket_id().to_string(),
+        channel: channel.to_string(),
+    });
     if ChannelKind::of(channel).access == Access::Reserved {
         // `#server-to-user-*` subscriptions live only in the session.
         return;

@@ -44,7 +44,10 @@ impl<'a> FromRequest<'a> for Signed {
     }
 }
 
-async fn read_body(body: poem::Body, timeout: std::time::Duration) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(
+    body: poem::Body,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
     let read = tokio::time::timeout(timeout, body.into_bytes_limit(MAX_BODY_BYTES));
     let bytes = read
         .await

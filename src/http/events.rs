@@ -15,6 +15,7 @@ use crate::{
     config::AppConfig,
     error::ApiError,
     frame,
+    happenings::{Happening, Published, Source},
     hub::{CacheEntry, HubResult},
     state::ServerState,
 };
@@ -90,7 +91,23 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) -> Hub
         // One frame per channel, shared by every subscriber; `data` goes in as sent.
         let frame = frame::channel_event_raw(&event.name, channel, &event.data);
         let except = event.socket_id.as_deref();
-        if let Some(user_id) = channel.strip_prefix(SERVER_TO_USER_PREFIX) {
+        let to_user = channel.strip_prefix(SERVER_TO_USER_PREFIX);
+        state.happenings.emit(|| {
+            Happening::Published(Published {
+                app: app.id.clone(),
+                channel: channel.clone(),
+                event: event.name.to_string(),
+                data: decoded(&event.data),
+                source: if to_user.is_some() {
+                    Source::User
+                } else {
+                    Source::Api
+                },
+                socket_id: event.socket_id.clone(),
+                user_id: to_user.map(str::to_string),
+            })
+        });
+        if let Some(user_id) = to_user {
             state
                 .adapter
                 .publish_to_user(&app.id, user_id, frame, except)

@@ -278,6 +278,17 @@ impl Adapter for MemoryAdapter {
         Ok(())
     }
 
+    async fn clear_caches(&self) {
+        for app in self.apps.iter() {
+            app.channels.alter_all(|_, mut c| {
+                c.cache = None;
+                c.miss_reported = false;
+                c
+            });
+            app.channels.retain(|_, c| !c.is_disposable());
+        }
+    }
+
     async fn publish_subscription_count(&self, app: &str, channel: &str) -> HubResult<usize> {
         let state = self.app(app);
         let Some(ch) = state.channels.get(channel) else {

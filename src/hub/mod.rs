@@ -213,6 +213,9 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// Forgets every cache channel's event (the test double's reset).
+    async fn clear_caches(&self) {}
+
     /// Whether the adapter accepts connections now (a cluster node that cannot reach Redis
     /// does not).
     fn ready(&self) -> bool {

@@ -14,7 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::WebhookStats;
-use crate::config::WebhookDelivery;
+use crate::{
+    config::WebhookDelivery,
+    happenings::{Happening, Happenings},
+};
+use tokio_util::sync::CancellationToken;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -25,6 +29,9 @@ pub struct Request {
     pub key: String,
     pub signature: String,
     pub body: String,
+    /// The events in the body, as the happenings name them.
+    #[serde(default)]
+    pub ids: Vec<u64>,
 }
 
 /// Where requests being delivered are written down, with the time their retry window closes
@@ -52,6 +59,9 @@ pub struct Deliverer {
     /// slots.
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     journal: Option<Arc<dyn Journal>>,
+    happenings: Happenings,
+    /// Cancelled (and replaced) to stop every delivery under way.
+    cancel: Mutex<CancellationToken>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -67,6 +77,7 @@ impl Deliverer {
         settings: WebhookDelivery,
         stats: Arc<WebhookStats>,
         journal: Option<Arc<dyn Journal>>,
+        happenings: Happenings,
     ) -> Arc<Deliverer> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
@@ -78,7 +89,15 @@ impl Deliverer {
             stats,
             slots: Mutex::default(),
             journal,
+            happenings,
+            cancel: Mutex::default(),
         })
+    }
+
+    pub fn cancel_all(&self) {
+        let mut cancel = self.cancel.lock().expect("not poisoned");
+        cancel.cancel();
+        *cancel = CancellationToken::new();
     }
 
     fn slots(&self, url: &str) -> Arc<Semaphore> {
@@ -102,20 +121,33 @@ impl Deliverer {
 
     fn spawn<H: Send + 'static>(self: &Arc<Self>, request: Request, deadline_ms: u64, hold: H) {
         let this = self.clone();
+        let cancelled = self.cancel.lock().expect("not poisoned").clone();
         tokio::spawn(async move {
             let entry = match &this.journal {
                 Some(journal) => journal.record(&request, deadline_ms).await,
                 None => None,
             };
-            this.send_with_retries(&request, deadline_ms).await;
+            let outcome = tokio::select! {
+                outcome = this.send_with_retries(&request, deadline_ms) => Some(outcome),
+                _ = cancelled.cancelled() => None,
+            };
             if let (Some(journal), Some(id)) = (&this.journal, entry) {
                 journal.done(&id).await;
+            }
+            if let Some((delivered, attempts)) = outcome {
+                this.happenings.emit(|| Happening::Delivery {
+                    ids: request.ids.clone(),
+                    url: request.url.clone(),
+                    delivered,
+                    attempts,
+                });
             }
             drop(hold);
         });
     }
 
-    async fn send_with_retries(&self, request: &Request, deadline_ms: u64) {
+    /// Whether it was delivered, and after how many attempts.
+    async fn send_with_retries(&self, request: &Request, deadline_ms: u64) -> (bool, u32) {
         let slots = self.slots(&request.url);
         let stats = &self.stats;
         let mut delay = Duration::from_millis(self.settings.retry_initial_ms.max(1));
@@ -137,12 +169,12 @@ impl Deliverer {
             let problem = match outcome {
                 Ok(response) if response.status().is_success() => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return (true, attempt);
                 }
                 Ok(response) if !retry_after(response.status()) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(url = %request.url, attempt, status = %response.status(), "webhook refused by the receiver: not retried");
-                    return;
+                    return (false, attempt);
                 }
                 Ok(response) => format!("status {}", response.status()),
                 Err(e) => e.to_string(),
@@ -150,7 +182,7 @@ impl Deliverer {
             if now_ms() + delay.as_millis() as u64 > deadline_ms {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(url = %request.url, attempt, "webhook not delivered, giving up: {problem}");
-                return;
+                return (false, attempt);
             }
             tracing::warn!(url = %request.url, attempt, retry_in_ms = delay.as_millis() as u64, "webhook failed: {problem}");
             tokio::time::sleep(delay).await;

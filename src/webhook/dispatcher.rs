@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -18,7 +21,10 @@ use super::{
     delivery::{Deliverer, Request},
     Emitted, Pending, WebhookEvent,
 };
-use crate::config::{AppConfig, WebhookDelivery};
+use crate::{
+    config::{AppConfig, WebhookDelivery},
+    happenings::{Happening, Happenings},
+};
 
 /// What a held removal is waiting on: the same app, kind, channel and (for members) user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,7 +57,10 @@ pub async fn run(
     settings: WebhookDelivery,
     mut rx: mpsc::Receiver<Emitted>,
     deliverer: Arc<Deliverer>,
+    happenings: Happenings,
+    generation: Arc<AtomicU64>,
 ) {
+    let mut ids: u64 = 0;
     let grace = Duration::from_millis(settings.grace_ms);
     let batch = Duration::from_millis(settings.batch_ms);
     let mut held: HashMap<HeldKey, Held> = HashMap::new();
@@ -97,7 +106,12 @@ pub async fn run(
         } else {
             let since = *ready_since.get_or_insert(now);
             if now >= since + batch || !open {
-                flush(std::mem::take(&mut ready), &deliverer);
+                let current = generation.load(Ordering::Acquire);
+                let batch = std::mem::take(&mut ready)
+                    .into_iter()
+                    .filter(|e| e.generation >= current)
+                    .collect();
+                flush(batch, &deliverer, &happenings, &mut ids);
                 ready_since = None;
             }
         }
@@ -159,8 +173,8 @@ fn accept(
 
 /// One request per app and target with every ready event the target wants, in order. Never
 /// waits: each request is its own task, which takes a slot of its receiver per attempt.
-fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>) {
-    let mut by_app: Vec<(Arc<AppConfig>, Vec<WebhookEvent>, Vec<Pending>)> = Vec::new();
+fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>, happenings: &Happenings, ids: &mut u64) {
+    let mut by_app: Vec<(Arc<AppConfig>, Vec<(u64, WebhookEvent)>, Vec<Pending>)> = Vec::new();
     for Emitted {
         app,
         event,
@@ -168,12 +182,25 @@ fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>) {
         ..
     } in ready
     {
+        *ids += 1;
+        let id = *ids;
+        happenings.emit(|| Happening::Webhook {
+            id,
+            app: app.id.clone(),
+            event: event.clone(),
+            targets: app
+                .webhooks
+                .iter()
+                .filter(|t| t.wants(event.name()))
+                .map(|t| t.url.clone())
+                .collect(),
+        });
         match by_app.iter_mut().find(|(a, _, _)| a.id == app.id) {
             Some((_, events, holds)) => {
-                events.push(event);
+                events.push((id, event));
                 holds.push(pending);
             }
-            None => by_app.push((app, vec![event], vec![pending])),
+            None => by_app.push((app, vec![(id, event)], vec![pending])),
         }
     }
     let time_ms = SystemTime::now()
@@ -184,8 +211,11 @@ fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>) {
         // The app's share is released when the last of its requests is done.
         let holds = Arc::new(holds);
         for target in &app.webhooks {
-            let wanted: Vec<&WebhookEvent> =
-                events.iter().filter(|e| target.wants(e.name())).collect();
+            let (ids, wanted): (Vec<u64>, Vec<&WebhookEvent>) = events
+                .iter()
+                .filter(|(_, e)| target.wants(e.name()))
+                .map(|(id, e)| (*id, e))
+                .unzip();
             if wanted.is_empty() {
                 continue;
             }
@@ -199,6 +229,7 @@ fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>) {
                 key: app.key.clone(),
                 signature: crate::signature::sign_bytes(&app.secret, body.as_bytes()),
                 body,
+                ids,
             };
             deliverer.send(request, holds.clone());
         }

@@ -20,7 +20,10 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::{AppConfig, WebhookDelivery};
+use crate::{
+    config::{AppConfig, WebhookDelivery},
+    happenings::Happenings,
+};
 
 /// One entry of a webhook body's `events` array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,6 +124,8 @@ pub struct Emitted {
     pub event: WebhookEvent,
     /// Subject to the dispatcher's grace period (held, or cancelling a held opposite).
     pub pair: bool,
+    /// Emitted before the last reset (of the test double) when older than the current one.
+    pub generation: u64,
     /// This one event's hold on its app's share.
     pub pending: Pending,
 }
@@ -130,6 +135,8 @@ pub struct Emitted {
 pub struct Webhooks {
     tx: mpsc::Sender<Emitted>,
     deliverer: Arc<delivery::Deliverer>,
+    happenings: Happenings,
+    generation: Arc<AtomicU64>,
     stats: Arc<WebhookStats>,
     shares: Arc<DashMap<String, Arc<AppShare>>>,
     app_capacity: usize,
@@ -138,15 +145,29 @@ pub struct Webhooks {
 impl Webhooks {
     /// Starts the dispatcher task. With a `journal`, requests being delivered are written
     /// down in it until they are done.
-    pub fn start(settings: WebhookDelivery, journal: Option<Arc<dyn Journal>>) -> Webhooks {
+    pub fn start(
+        settings: WebhookDelivery,
+        journal: Option<Arc<dyn Journal>>,
+        happenings: Happenings,
+    ) -> Webhooks {
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let stats = Arc::new(WebhookStats::default());
         let app_capacity = settings.app_queue_capacity.max(1);
-        let deliverer = delivery::Deliverer::new(settings.clone(), stats.clone(), journal);
-        tokio::spawn(dispatcher::run(settings, rx, deliverer.clone()));
+        let deliverer =
+            delivery::Deliverer::new(settings.clone(), stats.clone(), journal, happenings.clone());
+        let generation = Arc::new(AtomicU64::new(0));
+        tokio::spawn(dispatcher::run(
+            settings,
+            rx,
+            deliverer.clone(),
+            happenings.clone(),
+            generation.clone(),
+        ));
         Webhooks {
             tx,
             deliverer,
+            happenings,
+            generation,
             stats,
             shares: Arc::default(),
             app_capacity,
@@ -166,7 +187,8 @@ impl Webhooks {
     }
 
     fn queue(&self, app: &Arc<AppConfig>, event: WebhookEvent, pair: bool) {
-        if !app.webhooks.iter().any(|t| t.wants(event.name())) {
+        // Recorded by an observer even when no receiver wants it.
+        if !app.webhooks.iter().any(|t| t.wants(event.name())) && !self.happenings.watched() {
             return;
         }
         let share = match self.shares.get(&app.id) {
@@ -181,6 +203,7 @@ impl Webhooks {
             app: app.clone(),
             event,
             pair,
+            generation: self.generation.load(Ordering::Acquire),
             pending: Pending::new(share.clone(), 1),
         };
         if self.tx.try_send(emitted).is_err() {
@@ -201,6 +224,13 @@ impl Webhooks {
                 "webhook queue full: events dropped (logged at most every 10 s)"
             );
         }
+    }
+
+    /// Forgets every event not yet sent (held for the grace period or batching) and stops the
+    /// deliveries under way: the test double's reset.
+    pub fn reset(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.deliverer.cancel_all();
     }
 
     /// Goes on delivering a request that a dead node had started.

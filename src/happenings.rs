@@ -1,0 +1,114 @@
+//! One stream of what happens in the server: connections, subscriptions, published events and
+//! webhooks. Every observer (today the inspection records of the test double; the console and
+//! metrics are meant to follow) reads this one stream instead of hooks of its own in each
+//! module. With no observer, emitting is a check of an empty list: the hot path pays nothing.
+
+use std::sync::Arc;
+
+use crate::{socket::Outbox, webhook::WebhookEvent};
+
+/// Where a published event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The REST API (single, multi-channel, batch).
+    Api,
+    /// A client event.
+    Client,
+    /// A server-to-user event (`#server-to-user-{id}` through the REST API).
+    User,
+}
+
+/// An event delivered to a channel (or a user).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub app: String,
+    pub channel: String,
+    pub event: String,
+    /// The event's data as subscribers get it: a string as sent, anything else as its JSON.
+    pub data: String,
+    pub source: Source,
+    /// The excluded socket (REST) or the sender (client events).
+    pub socket_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Happening {
+    Connected {
+        app: String,
+        socket: Outbox,
+    },
+    Disconnected {
+        socket_id: String,
+    },
+    Subscribed {
+        socket_id: String,
+        channel: String,
+    },
+    Unsubscribed {
+        socket_id: String,
+        channel: String,
+    },
+    SignedIn {
+        socket_id: String,
+        user_id: String,
+    },
+    Published(Published),
+    /// A webhook event left the grace period and batching: `targets` are the receivers that
+    /// want it (possibly none), `id` names it in later [`Happening::Delivery`]s.
+    Webhook {
+        id: u64,
+        app: String,
+        event: WebhookEvent,
+        targets: Vec<String>,
+    },
+    /// A webhook request to `url` carrying the events `ids` ended.
+    Delivery {
+        ids: Vec<u64>,
+        url: String,
+        delivered: bool,
+        attempts: u32,
+    },
+}
+
+/// Something that wants to see every happening. Called inline: it must be quick and must not
+/// block.
+pub trait Observe: Send + Sync + 'static {
+    fn observe(&self, happening: &Happening);
+}
+
+#[derive(Clone, Default)]
+pub struct Happenings {
+    observers: Arc<Vec<Arc<dyn Observe>>>,
+}
+
+impl std::fmt::Debug for Happenings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Happenings({} observers)", self.observers.len())
+    }
+}
+
+impl Happenings {
+    pub fn new(observers: Vec<Arc<dyn Observe>>) -> Self {
+        Happenings {
+            observers: Arc::new(observers),
+        }
+    }
+
+    /// Whether anyone is watching, so callers can skip building a happening.
+    pub fn watched(&self) -> bool {
+        !self.observers.is_empty()
+    }
+
+    /// Builds the happening only when someone watches.
+    pub fn emit(&self, happening: impl FnOnce() -> Happening) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let happening = happening();
+        for observer in self.observers.iter() {
+            observer.observe(&happening);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `/_poxide/*`: thin handlers over the records. No signature: this API exists for test
+//! machines, and is not mounted unless inspection is on.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use poem::{
+    handler,
+    http::StatusCode,
+    web::{Data, Json, Path, Query},
+    Body, IntoResponse, Response, Route,
+};
+use serde_json::{json, Value};
+
+use super::records::{Filter, Inspector};
+use crate::{error::ApiError, http, state::ServerState};
+
+const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
+const LONGEST_WAIT: Duration = Duration::from_millis(30_000);
+/// How long a reset waits for the connections it closed to finish.
+const RESET_WAIT: Duration = Duration::from_secs(5);
+
+pub fn routes() -> Route {
+    Route::new()
+        .at("/events", poem::get(events))
+        .at("/events/wait", poem::get(wait_event))
+        .at("/webhooks", poem::get(webhooks))
+        .at("/webhooks/wait", poem::get(wait_webhook))
+        .at("/connections", poem::get(connections))
+        .at("/channels/wait", poem::get(wait_channel))
+        .at("/reset", poem::post(reset))
+        .at("/apps/:app_id/events", poem::post(publish))
+        .at("/apps/:app_id/batch_events", poem::post(publish_batch))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn inspector(state: &ServerState) -> &Arc<Inspector> {
+    state
+        .inspector
+        .as_ref()
+        .expect("mounted only with inspection on")
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                bad_request(format!("{name} must be a non-negative integer, got {v:?}"))
+            })
+        })
+        .transpose()
+}
+
+fn filter(params: &HashMap<String, String>) -> Result<Filter, Response> {
+    Ok(Filter {
+        app_id: params.get("app_id").cloned(),
+        channel: params.get("channel").cloned(),
+        event: params.get("event").cloned(),
+        name: params.get("name").cloned(),
+        source: params.get("source").cloned(),
+        after: number(params, "after")?,
+    })
+}
+
+fn timeout(params: &HashMap<String, String>) -> Result<Duration, Response> {
+    Ok(number(params, "timeout_ms")?
+        .map_or(DEFAULT_WAIT, Duration::from_millis)
+        .min(LONGEST_WAIT))
+}
+
+/// Waits until `found` returns something or the deadline passes (408).
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    inspector: &Inspector,
+    timeout: Duration,
+    what: &str,
+    mut found: impl FnMut() -> F,
+) -> Result<T, Response> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changed = inspector.watch();
+    loop {
+        changed.borrow_and_update();
+        if let Some(value) = found().await {
+            return Ok(value);
+        }
+        if tokio::time::timeout_at(deadline, changed.changed())
+            .await
+            .is_err()
+        {
+            let message = format!("no {what} within {} ms", timeout.as_millis());
+            return Err((
+                StatusCode::REQUEST_TIMEOUT,
+                Json(json!({ "error": message })),
+            )
+                .into_response());
+        }
+    }
+}
+
+#[handler]
+fn events(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+    match filter(&params) {
+        Ok(f) => Json(json!({ "events": inspector(state).events(&f) })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+async fn wait_event(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+    let (f, timeout) = match (filter(&params), timeout(&params)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let inspector = inspector(state);
+    let f = &f;
+    let found = || async move { inspector.events(f).into_iter().next() };
+    match wait_for(inspector, timeout, "matching event", found).await {
+        Ok(event) => Json(json!({ "event": event })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+fn webhooks(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+    match filter(&params) {
+        Ok(f) => Json(json!({ "webhooks": inspector(state).webhooks(&f) })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+async fn wait_webhook(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+    let (f, timeout) = match (filter(&params), timeout(&params)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let inspector = inspector(state);
+    let f = &f;
+    let found = || async move { inspector.webhooks(f).into_iter().next() };
+    match wait_for(inspector, timeout, "matching webhook", found).await {
+        Ok(webhook) => Json(json!({ "webhook": webhook })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+fn connections(Data(state): Data<&Arc<ServerState>>) -> Json<Value> {
+    Json(json!({ "connections": inspector(state).connections() }))
+}
+
+/// 200 once `channel` of `app_id` has at least `subscribers` subscriptions: the end of
+/// "sleep before trigger".
+#[handler]
+async fn wait_channel(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+    let (Some(app_id), Some(channel)) = (params.get("app_id"), params.get("channel")) else {
+        return bad_request("app_id and channel are required".into());
+    };
+    let (wanted, timeout) = match (number(&params, "subscribers"), timeout(&params)) {
+        (Ok(n), Ok(t)) => (n.unwrap_or(1) as usize, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let found = || async move {
+        let stats = state.adapter.channel_stats(app_id, channel).await.ok()?;
+        (stats.subscription_count >= wanted).then_some(stats.subscription_count)
+    };
+    let what = format!("{wanted} subscribers on {channel}");
+    match wait_for(inspector(state), timeout, &what, found).await {
+        Ok(count) => {
+            Json(json!({ "channel": channel, "subscription_count": count })).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Closes every connection with 4200 (clients reconnect and resubscribe), then forgets the
+/// records, cache channels and pending webhooks.
+#[handler]
+async fn reset(Data(state): Data<&Arc<ServerState>>) -> Json<Value> {
+    let inspector = inspector(state);
+    inspector.close_all();
+    // Their departures (vacated, member_removed) are part of what is being reset.
+    let _ = wait_for(inspector, RESET_WAIT, "close", || async move {
+        (inspector.connection_count() == 0).then_some(())
+    })
+    .await;
+    state.webhooks.reset();
+    state.adapter.clear_caches().await;
+    inspector.clear();
+    Json(json!({}))
+}
+
+async fn unsigned_body(
+    state: &ServerState,
+    app_id: &str,
+    body: Body,
+) -> Result<(Arc<crate::AppConfig>, Vec<u8>), ApiError> {
+    let app = state
+        .apps
+        .by_id(app_id)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownApp(app_id.to_string()))?;
+    let body = http::auth::read_body(body, state.config.http_body_timeout).await?;
+    Ok((app, body))
+}
+
+/// The REST publish body without a signature, for `curl` in a test script.
+#[handler]
+async fn publish(
+    Data(state): Data<&Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (app, body) = unsigned_body(state, &app_id, body).await?;
+    http::events::trigger(state, &app, &body).await.map(Json)
+}
+
+#[handler]
+async fn publish_batch(
+    Data(state): Data<&Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (app, body) = unsigned_body(state, &app_id, body).await?;
+    http::events::batch(state, &app, &body).await.map(Json)
+}
