@@ -41,22 +41,46 @@ fn inspector(state: &ServerState) -> &Arc<Inspector> {
         .expect("mounted only with inspection on")
 }
 
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+/// Why an inspection request got no answer: a bad parameter (400) or a wait that ran out
+/// (408), each with a JSON `{"error": …}` body.
+#[derive(Debug, thiserror::Error)]
+enum InspectError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    TimedOut(String),
 }
 
-fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
+impl poem::error::ResponseError for InspectError {
+    fn status(&self) -> StatusCode {
+        match self {
+            InspectError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            InspectError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    fn as_response(&self) -> Response {
+        let body = Json(json!({ "error": self.to_string() }));
+        (self.status(), body).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, InspectError>;
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, InspectError> {
     params
         .get(name)
         .map(|v| {
             v.parse().map_err(|_| {
-                bad_request(format!("{name} must be a non-negative integer, got {v:?}"))
+                InspectError::BadRequest(format!(
+                    "{name} must be a non-negative integer, got {v:?}"
+                ))
             })
         })
         .transpose()
 }
 
-fn filter(params: &HashMap<String, String>) -> Result<Filter, Response> {
+fn filter(params: &HashMap<String, String>) -> Result<Filter, InspectError> {
     Ok(Filter {
         app_id: params.get("app_id").cloned(),
         channel: params.get("channel").cloned(),
@@ -67,7 +91,7 @@ fn filter(params: &HashMap<String, String>) -> Result<Filter, Response> {
     })
 }
 
-fn timeout(params: &HashMap<String, String>) -> Result<Duration, Response> {
+fn timeout(params: &HashMap<String, String>) -> Result<Duration, InspectError> {
     Ok(number(params, "timeout_ms")?
         .map_or(DEFAULT_WAIT, Duration::from_millis)
         .min(LONGEST_WAIT))
@@ -79,7 +103,7 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     timeout: Duration,
     what: &str,
     mut found: impl FnMut() -> F,
-) -> Result<T, Response> {
+) -> Result<T, InspectError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changed = inspector.watch();
     loop {
@@ -92,59 +116,41 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
             .is_err()
         {
             let message = format!("no {what} within {} ms", timeout.as_millis());
-            return Err((
-                StatusCode::REQUEST_TIMEOUT,
-                Json(json!({ "error": message })),
-            )
-                .into_response());
+            return Err(InspectError::TimedOut(message));
         }
     }
 }
 
 #[handler]
-fn events(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
-    match filter(&params) {
-        Ok(f) => Json(json!({ "events": inspector(state).events(&f) })).into_response(),
-        Err(response) => response,
-    }
+fn events(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Answer {
+    let f = filter(&params)?;
+    Ok(Json(json!({ "events": inspector(state).events(&f) })))
 }
 
 #[handler]
-async fn wait_event(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
-    let (f, timeout) = match (filter(&params), timeout(&params)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+async fn wait_event(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Answer {
+    let (f, timeout) = (filter(&params)?, timeout(&params)?);
     let inspector = inspector(state);
     let f = &f;
     let found = || async move { inspector.events(f).into_iter().next() };
-    match wait_for(inspector, timeout, "matching event", found).await {
-        Ok(event) => Json(json!({ "event": event })).into_response(),
-        Err(response) => response,
-    }
+    let event = wait_for(inspector, timeout, "matching event", found).await?;
+    Ok(Json(json!({ "event": event })))
 }
 
 #[handler]
-fn webhooks(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
-    match filter(&params) {
-        Ok(f) => Json(json!({ "webhooks": inspector(state).webhooks(&f) })).into_response(),
-        Err(response) => response,
-    }
+fn webhooks(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Answer {
+    let f = filter(&params)?;
+    Ok(Json(json!({ "webhooks": inspector(state).webhooks(&f) })))
 }
 
 #[handler]
-async fn wait_webhook(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
-    let (f, timeout) = match (filter(&params), timeout(&params)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+async fn wait_webhook(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Answer {
+    let (f, timeout) = (filter(&params)?, timeout(&params)?);
     let inspector = inspector(state);
     let f = &f;
     let found = || async move { inspector.webhooks(f).into_iter().next() };
-    match wait_for(inspector, timeout, "matching webhook", found).await {
-        Ok(webhook) => Json(json!({ "webhook": webhook })).into_response(),
-        Err(response) => response,
-    }
+    let webhook = wait_for(inspector, timeout, "matching webhook", found).await?;
+    Ok(Json(json!({ "webhook": webhook })))
 }
 
 #[handler]
@@ -155,25 +161,23 @@ fn connections(Data(state): Data<&Arc<ServerState>>) -> Json<Value> {
 /// 200 once `channel` of `app_id` has at least `subscribers` subscriptions: the end of
 /// "sleep before trigger".
 #[handler]
-async fn wait_channel(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Response {
+async fn wait_channel(Data(state): Data<&Arc<ServerState>>, Query(params): Params) -> Answer {
     let (Some(app_id), Some(channel)) = (params.get("app_id"), params.get("channel")) else {
-        return bad_request("app_id and channel are required".into());
+        return Err(InspectError::BadRequest(
+            "app_id and channel are required".into(),
+        ));
     };
-    let (wanted, timeout) = match (number(&params, "subscribers"), timeout(&params)) {
-        (Ok(n), Ok(t)) => (n.unwrap_or(1) as usize, t),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    let wanted = number(&params, "subscribers")?.unwrap_or(1) as usize;
+    let timeout = timeout(&params)?;
     let found = || async move {
         let stats = state.adapter.channel_stats(app_id, channel).await.ok()?;
         (stats.subscription_count >= wanted).then_some(stats.subscription_count)
     };
     let what = format!("{wanted} subscribers on {channel}");
-    match wait_for(inspector(state), timeout, &what, found).await {
-        Ok(count) => {
-            Json(json!({ "channel": channel, "subscription_count": count })).into_response()
-        }
-        Err(response) => response,
-    }
+    let count = wait_for(inspector(state), timeout, &what, found).await?;
+    Ok(Json(
+        json!({ "channel": channel, "subscription_count": count }),
+    ))
 }
 
 /// Closes every connection with 4200 (clients reconnect and resubscribe), then forgets the

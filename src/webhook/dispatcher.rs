@@ -173,8 +173,11 @@ fn accept(
 
 /// One request per app and target with every ready event the target wants, in order. Never
 /// waits: each request is its own task, which takes a slot of its receiver per attempt.
+/// One app's ready events (each with its happening id) and their holds on the app's share.
+type AppBatch = (Arc<AppConfig>, Vec<(u64, WebhookEvent)>, Vec<Pending>);
+
 fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>, happenings: &Happenings, ids: &mut u64) {
-    let mut by_app: Vec<(Arc<AppConfig>, Vec<(u64, WebhookEvent)>, Vec<Pending>)> = Vec::new();
+    let mut by_app: Vec<AppBatch> = Vec::new();
     for Emitted {
         app,
         event,
