@@ -6,8 +6,11 @@
 //! (wire format) and `channel` (names) and dispatching to `cmd/`. `hub/` holds channel state
 //! behind the `Adapter` trait and fans frames out to each `socket`'s bounded queue; `http/` is
 //! the signed REST API; `webhook/` the webhooks; `signature` the HMACs; `config` and `apps` the
-//! settings; `state` what everything shares; `server` wires it up. `conformance/` replays the
-//! protocol transcripts against any server; `fuzzing` is what the fuzz targets call.
+//! settings; `state` what everything shares; `server` wires it up. `cluster/` shares the hub
+//! between nodes through Redis, `transitions` says what a join or leave means for the others.
+//! `happenings` is the one stream of what happens, which `inspect/` (the test double's API,
+//! also in `testing`) observes. `conformance/` replays the protocol transcripts against any
+//! server; `fuzzing` is what the fuzz targets call.
 
 mod apps;
 mod channel;
@@ -31,6 +34,7 @@ pub mod signature;
 mod socket;
 mod state;
 mod subscription_count;
+pub mod testing;
 mod transitions;
 mod transport;
 mod upgrade;

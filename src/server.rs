@@ -104,6 +104,10 @@ impl RunningServer {
         self.state.webhooks.stats()
     }
 
+    pub(crate) fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
     /// Accepting connections: always for a single node, once it has joined for a cluster node.
     pub fn is_ready(&self) -> bool {
         self.state.adapter.ready() && !self.state.shutdown.is_cancelled()

@@ -7,4 +7,29 @@
 mod records;
 pub mod routes;
 
-pub use records::Inspector;
+use std::time::Duration;
+
+pub use records::{ConnectionRecord, Delivery, EventRecord, Filter, Inspector, WebhookRecord};
+
+use crate::state::ServerState;
+
+/// How long a reset waits for the connections it closed to finish.
+const RESET_WAIT: Duration = Duration::from_secs(5);
+
+/// Closes every connection with 4200 (clients reconnect and resubscribe), then forgets the
+/// records, cache channels and webhooks not yet sent. Sequence numbers keep growing.
+pub async fn reset(state: &ServerState) {
+    let Some(inspector) = &state.inspector else {
+        return;
+    };
+    inspector.close_all();
+    // Their departures (vacated, member_removed) are part of what is being reset.
+    inspector
+        .wait(RESET_WAIT, || async move {
+            (inspector.connection_count() == 0).then_some(())
+        })
+        .await;
+    state.webhooks.reset();
+    state.adapter.clear_caches().await;
+    inspector.clear();
+}

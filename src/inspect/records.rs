@@ -182,9 +182,25 @@ impl Inspector {
         list
     }
 
-    /// A receiver that changes whenever a record does.
-    pub fn watch(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// Waits until `found` returns something (checked now and after every change of the
+    /// records), or `None` once `timeout` has passed.
+    pub async fn wait<T, F: std::future::Future<Output = Option<T>>>(
+        &self,
+        timeout: std::time::Duration,
+        mut found: impl FnMut() -> F,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            if let Some(value) = found().await {
+                return Some(value);
+            }
+            tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .ok()?
+                .ok()?;
+        }
     }
 
     fn bump(&self) {

@@ -16,8 +16,6 @@ use crate::{error::ApiError, http, state::ServerState};
 
 const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
 const LONGEST_WAIT: Duration = Duration::from_millis(30_000);
-/// How long a reset waits for the connections it closed to finish.
-const RESET_WAIT: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Route {
     Route::new()
@@ -97,28 +95,16 @@ fn timeout(params: &HashMap<String, String>) -> Result<Duration, InspectError> {
         .min(LONGEST_WAIT))
 }
 
-/// Waits until `found` returns something or the deadline passes (408).
+/// Waits as [`Inspector::wait`]; a wait that runs out is a 408.
 async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     inspector: &Inspector,
     timeout: Duration,
     what: &str,
-    mut found: impl FnMut() -> F,
+    found: impl FnMut() -> F,
 ) -> Result<T, InspectError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut changed = inspector.watch();
-    loop {
-        changed.borrow_and_update();
-        if let Some(value) = found().await {
-            return Ok(value);
-        }
-        if tokio::time::timeout_at(deadline, changed.changed())
-            .await
-            .is_err()
-        {
-            let message = format!("no {what} within {} ms", timeout.as_millis());
-            return Err(InspectError::TimedOut(message));
-        }
-    }
+    inspector.wait(timeout, found).await.ok_or_else(|| {
+        InspectError::TimedOut(format!("no {what} within {} ms", timeout.as_millis()))
+    })
 }
 
 #[handler]
@@ -180,20 +166,9 @@ async fn wait_channel(Data(state): Data<&Arc<ServerState>>, Query(params): Param
     ))
 }
 
-/// Closes every connection with 4200 (clients reconnect and resubscribe), then forgets the
-/// records, cache channels and pending webhooks.
 #[handler]
 async fn reset(Data(state): Data<&Arc<ServerState>>) -> Json<Value> {
-    let inspector = inspector(state);
-    inspector.close_all();
-    // Their departures (vacated, member_removed) are part of what is being reset.
-    let _ = wait_for(inspector, RESET_WAIT, "close", || async move {
-        (inspector.connection_count() == 0).then_some(())
-    })
-    .await;
-    state.webhooks.reset();
-    state.adapter.clear_caches().await;
-    inspector.clear();
+    super::reset(state).await;
     Json(json!({}))
 }
 
