@@ -29,6 +29,17 @@ pub struct ConformanceArgs {
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Id of a second app on the server, for the isolation scenarios (with --key2, --secret2).
+    #[arg(long)]
+    pub app2_id: Option<String>,
+    #[arg(long)]
+    pub key2: Option<String>,
+    #[arg(long)]
+    pub secret2: Option<String>,
+    /// The server is configured as every scenario's settings say (printed when a scenario is
+    /// skipped): run those scenarios too.
+    #[arg(long)]
+    pub assume_configured: bool,
 }
 
 pub async fn run(args: ConformanceArgs) -> ExitCode {
@@ -63,7 +74,14 @@ pub async fn run(args: ConformanceArgs) -> ExitCode {
             key: args.key,
             secret: args.secret,
         },
-        second_app: None,
+        second_app: match (args.app2_id, args.key2, args.secret2) {
+            (Some(id), Some(key), Some(secret)) => Some(Credentials { id, key, secret }),
+            (None, None, None) => None,
+            _ => {
+                eprintln!("poxide conformance: --app2-id, --key2 and --secret2 go together");
+                return ExitCode::from(2);
+            }
+        },
     };
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for transcript in &transcripts {
@@ -75,10 +93,16 @@ pub async fn run(args: ConformanceArgs) -> ExitCode {
         {
             continue;
         }
-        let outcome = if transcript.header.needs_configured_server() {
-            Outcome::Skipped("needs server settings made for the scenario".into())
-        } else {
-            runner::run(transcript, &target).await.outcome
+        let header = &transcript.header;
+        let outcome = match (&header.app, header.uses_second_app) {
+            (_, true) if target.second_app.is_none() => Outcome::Skipped(
+                "needs a second app: pass --app2-id, --key2 and --secret2".into(),
+            ),
+            (Some(settings), _) if !args.assume_configured => Outcome::Skipped(format!(
+                "needs these settings on the server's default app (then pass --assume-configured): {}",
+                serde_json::to_string(settings).unwrap_or_default()
+            )),
+            _ => runner::run(transcript, &target).await.outcome,
         };
         match outcome {
             Outcome::Passed => {
@@ -96,6 +120,10 @@ pub async fn run(args: ConformanceArgs) -> ExitCode {
         }
     }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
+    if passed + failed + skipped == 0 {
+        eprintln!("poxide conformance: no scenario matches the selection");
+        return ExitCode::from(2);
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -23,6 +23,24 @@ const DEFAULT_TIMEOUT_MS: u64 = 2000;
 /// Silence required from every open client after the last step.
 const FINAL_SILENCE_MS: u64 = 100;
 
+/// The expected frame (template) and the one received, pretty-printed, with `-` before the
+/// lines only the expectation has and `+` before those only the received frame has.
+fn diff(expected: &Value, actual: &Value) -> String {
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let (expected, actual) = (pretty(expected), pretty(actual));
+    let e_lines: Vec<&str> = expected.lines().collect();
+    let a_lines: Vec<&str> = actual.lines().collect();
+    let mut out = String::from("  expected (-) / received (+):");
+    for line in &e_lines {
+        let mark = if a_lines.contains(line) { ' ' } else { '-' };
+        out.push_str(&format!("\n  {mark} {line}"));
+    }
+    for line in a_lines.iter().filter(|l| !e_lines.contains(l)) {
+        out.push_str(&format!("\n  + {line}"));
+    }
+    out
+}
+
 /// One app's credentials on the target server.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -406,7 +424,9 @@ impl<'a> Run<'a> {
             (Received::Text(text), Some(expected), _) => {
                 let actual: Value = serde_json::from_str(text)
                     .map_err(|err| format!("frame is not JSON ({err}): {text}"))?;
-                self.bindings.match_json(expected, &actual)
+                self.bindings
+                    .match_json(expected, &actual)
+                    .map_err(|why| format!("{why}\n{}", diff(expected, &actual)))
             }
             (Received::Pong(payload), _, Some(expected)) if payload == expected.as_bytes() => {
                 Ok(())

@@ -43,9 +43,11 @@ impl Header {
 
 /// Settings a scenario changes: the two server-wide timeouts, and any `AppConfig` setting of the
 /// default app (by its config-file name).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct AppOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub activity_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pong_timeout_ms: Option<u64>,
     #[serde(flatten)]
     pub app: serde_json::Map<String, Value>,
