@@ -190,6 +190,8 @@ pub struct Config {
     pub inspect_capacity: usize,
     /// Socket ids from a sequence fixed by this seed instead of at random.
     pub socket_id_seed: Option<u64>,
+    /// Write every exchange as conformance transcripts into this directory.
+    pub record: Option<std::path::PathBuf>,
     pub apps: Vec<AppConfig>,
 }
 
@@ -233,6 +235,7 @@ impl Default for Config {
             inspect: false,
             inspect_capacity: 10_000,
             socket_id_seed: None,
+            record: None,
             apps: vec![AppConfig::default()],
         }
     }
@@ -256,6 +259,7 @@ struct FileConfig {
     inspect: Option<bool>,
     inspect_capacity: Option<usize>,
     socket_id_seed: Option<u64>,
+    record: Option<std::path::PathBuf>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -278,6 +282,7 @@ pub struct Overrides {
     pub node_timeout_ms: Option<String>,
     pub inspect: Option<String>,
     pub socket_id_seed: Option<String>,
+    pub record: Option<String>,
 }
 
 impl Overrides {
@@ -307,6 +312,7 @@ impl Overrides {
             node_timeout_ms: pick(&["POXIDE_NODE_TIMEOUT_MS"]),
             inspect: pick(&["POXIDE_INSPECT"]),
             socket_id_seed: pick(&["POXIDE_SOCKET_ID_SEED"]),
+            record: pick(&["POXIDE_RECORD"]),
         };
         (o, used)
     }
@@ -342,6 +348,9 @@ impl Overrides {
                     })
                 }
             };
+        }
+        if let Some(dir) = &self.record {
+            config.record = Some(dir.into());
         }
         if let Some(v) = &self.socket_id_seed {
             config.socket_id_seed = Some(parse_number(v, &key("socket_id_seed"))?);
@@ -469,6 +478,7 @@ impl Config {
             config.inspect_capacity = capacity;
         }
         config.socket_id_seed = file.socket_id_seed.or(config.socket_id_seed);
+        config.record = file.record.or(config.record);
         if let Some(FileCluster {
             redis_url: Some(redis_url),
             prefix,

@@ -15,7 +15,7 @@ use crate::{
     cmd,
     config::AppConfig,
     error::{CloseError, FrameError},
-    frame::{self, ClientFrame},
+    frame::{self, ClientFrame, Frame},
     happenings::Happening,
     hub::Refusal,
     session::Session,
@@ -155,11 +155,15 @@ pub async fn serve(
                 if backlog == 0 {
                     last_progress = Instant::now();
                 }
+                sent(&state, &outbox, &first);
                 sink.push(&first);
                 // Whatever else is queued goes out in the same vectored write.
                 for _ in 1..PULL_BATCH {
                     match queue.try_recv() {
-                        Some(next) => sink.push(&next),
+                        Some(next) => {
+                            sent(&state, &outbox, &next);
+                            sink.push(&next);
+                        }
                         None => break,
                     }
                 }
@@ -176,7 +180,12 @@ pub async fn serve(
                     other => {
                         last_heard = Instant::now();
                         match other {
-                            Received::Binary => session.send_error(&FrameError::BinaryFrame, None),
+                            Received::Binary => {
+                                state.happenings.emit(|| Happening::BinaryIn {
+                                    socket_id: outbox.socket_id().to_string(),
+                                });
+                                session.send_error(&FrameError::BinaryFrame, None)
+                            }
                             Received::Ping(payload) => sink.pong(payload),
                             _ => {}
                         }
@@ -184,6 +193,10 @@ pub async fn serve(
                     }
                 };
                 last_heard = Instant::now();
+                state.happenings.emit(|| Happening::FrameIn {
+                    socket_id: outbox.socket_id().to_string(),
+                    text: text.to_string(),
+                });
                 if text.len() > frame_limit {
                     session.send_error(
                         &FrameError::FrameTooLarge { size: text.len(), limit: frame_limit },
@@ -223,14 +236,32 @@ pub async fn serve(
         }
     };
 
+    if let End::Close(reason) = &end {
+        if *reason != CloseError::OverCapacity {
+            // Whatever was queued before the decision still goes out first.
+            while let Some(frame) = queue.try_recv() {
+                sent(&state, &outbox, &frame);
+                sink.push(&frame);
+            }
+            let error = frame::error(&reason.to_string(), Some(reason.code()));
+            sent(&state, &outbox, &error);
+            sink.push(&error);
+        }
+    }
+    // Before the departure's effects on others (member_removed...), which it causes.
+    state.happenings.emit(|| Happening::Closed {
+        socket_id: outbox.socket_id().to_string(),
+        code: match &end {
+            End::PeerClosed | End::Gone => None,
+            End::Violation(code, _) => Some(*code),
+            End::Close(reason) => Some(reason.code()),
+        },
+    });
     session.close().await;
     state
         .adapter
         .remove_socket(&app.id, outbox.socket_id())
         .await;
-    state.happenings.emit(|| Happening::Disconnected {
-        socket_id: outbox.socket_id().to_string(),
-    });
 
     match end {
         End::Gone => {}
@@ -249,15 +280,19 @@ pub async fn serve(
             finish(source, sink).await;
         }
         End::Close(reason) => {
-            if reason != CloseError::OverCapacity {
-                // Whatever was queued before the decision still goes out first.
-                while let Some(frame) = queue.try_recv() {
-                    sink.push(&frame);
-                }
-                sink.push(&frame::error(&reason.to_string(), Some(reason.code())));
-            }
             sink.push_close(reason.code(), &reason.to_string());
             finish(source, sink).await;
         }
     }
+    state.happenings.emit(|| Happening::Disconnected {
+        socket_id: outbox.socket_id().to_string(),
+    });
+}
+
+/// A frame is about to be written to the client.
+fn sent(state: &ServerState, outbox: &Outbox, frame: &Frame) {
+    state.happenings.emit(|| Happening::FrameOut {
+        socket_id: outbox.socket_id().to_string(),
+        text: frame.text().to_string(),
+    });
 }

@@ -63,6 +63,39 @@ pub enum Happening {
         event: WebhookEvent,
         targets: Vec<String>,
     },
+    /// A text frame a client sent.
+    FrameIn {
+        socket_id: String,
+        text: String,
+    },
+    /// A binary frame a client sent (refused: the protocol is text).
+    BinaryIn {
+        socket_id: String,
+    },
+    /// A text frame written to a client.
+    FrameOut {
+        socket_id: String,
+        text: String,
+    },
+    /// A connection ended: closed by the server with `code`, or by the client (`None`).
+    Closed {
+        socket_id: String,
+        code: Option<u16>,
+    },
+    /// A REST API call, before it is handled (so it precedes what it causes).
+    RestCall {
+        id: u64,
+        method: String,
+        path: String,
+        query: Vec<(String, String)>,
+        body: String,
+    },
+    /// The answer to the REST call `id`.
+    RestAnswer {
+        id: u64,
+        status: u16,
+        response: String,
+    },
     /// A webhook request to `url` carrying the events `ids` ended.
     Delivery {
         ids: Vec<u64>,

@@ -27,6 +27,7 @@ mod http;
 mod hub;
 mod inspect;
 mod listener;
+mod record;
 mod server;
 mod service;
 mod session;

@@ -76,6 +76,9 @@ struct ServeArgs {
     /// Once accepting connections, write the URLs, port and apps as one JSON object here.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Write every exchange of the default app as conformance transcripts into this directory.
+    #[arg(long)]
+    record: Option<String>,
 }
 
 impl ServeArgs {
@@ -95,6 +98,7 @@ impl ServeArgs {
             node_timeout_ms: self.node_timeout_ms.clone(),
             inspect: self.inspect.then(|| "true".to_string()),
             socket_id_seed: None,
+            record: self.record.clone(),
         }
     }
 }

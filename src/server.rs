@@ -53,11 +53,17 @@ impl Server {
         if let Some(events) = state.adapter.events() {
             tokio::spawn(transitions::follow(state.clone(), events));
         }
-        let rest: Rest = Arc::new(
-            routes(state.inspector.is_some())
-                .data(state.clone())
-                .boxed(),
-        );
+        let routes = routes(state.inspector.is_some());
+        let rest: Rest = if state.recorder.is_some() {
+            Arc::new(
+                routes
+                    .around(crate::record::observe_rest)
+                    .data(state.clone())
+                    .boxed(),
+            )
+        } else {
+            Arc::new(routes.data(state.clone()).boxed())
+        };
         let task = tokio::spawn(listener::run(listener, state.clone(), rest));
         Ok(RunningServer { state, addr, task })
     }
@@ -142,6 +148,9 @@ impl RunningServer {
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
         self.state.adapter.shutdown().await;
+        if let Some(recorder) = &self.state.recorder {
+            recorder.flush();
+        }
         Ok(())
     }
 }

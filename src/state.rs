@@ -11,6 +11,7 @@ use crate::{
     happenings::{Happenings, Observe},
     hub::Adapter,
     inspect::Inspector,
+    record::Recorder,
     socket::{Bounds, SocketIds},
     subscription_count::SubscriptionCounts,
     webhook::Webhooks,
@@ -31,6 +32,8 @@ pub struct ServerState {
     pub happenings: Happenings,
     /// The inspection records, with `inspect` on.
     pub inspector: Option<Arc<Inspector>>,
+    /// The transcript recorder, with `record` set.
+    pub recorder: Option<Arc<Recorder>>,
     pub socket_ids: SocketIds,
 }
 
@@ -39,10 +42,17 @@ impl ServerState {
         let inspector = config
             .inspect
             .then(|| Arc::new(Inspector::new(config.inspect_capacity)));
-        let observers: Vec<Arc<dyn Observe>> = inspector
-            .iter()
-            .map(|i| i.clone() as Arc<dyn Observe>)
-            .collect();
+        let recorder = config
+            .record
+            .clone()
+            .map(|dir| Arc::new(Recorder::new(dir, config.apps[0].clone())));
+        let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
+        if let Some(i) = &inspector {
+            observers.push(i.clone());
+        }
+        if let Some(r) = &recorder {
+            observers.push(r.clone());
+        }
         let happenings = Happenings::new(observers);
         ServerState {
             apps: Apps::new(&config.apps),
@@ -53,6 +63,7 @@ impl ServerState {
             ),
             happenings,
             inspector,
+            recorder,
             socket_ids: SocketIds::new(config.socket_id_seed),
             config,
             adapter,

@@ -102,11 +102,12 @@ function appToml({ webhooks = [], ...app }) {
  * turns on the test double's /_poxide/ API) and extra
  * top-level tables (`sections: {webhook_delivery: {grace_ms: 300}}`).
  */
-export function writeConfig({ port, activityTimeout, pongTimeoutMs, inspect, app = {}, app2 = {}, sections = {} }) {
+export function writeConfig({ port, activityTimeout, pongTimeoutMs, inspect, record, app = {}, app2 = {}, sections = {} }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'poxide-js-'));
   const file = path.join(dir, 'poxide.toml');
   const top = [`host = "${HOST}"`, `port = ${port}`];
   if (inspect) top.push('inspect = true');
+  if (record) top.push(`record = ${JSON.stringify(record)}`);
   if (activityTimeout !== undefined) top.push(`activity_timeout = ${activityTimeout}`);
   if (pongTimeoutMs !== undefined) top.push(`pong_timeout_ms = ${pongTimeoutMs}`);
   const text = [

@@ -1,9 +1,13 @@
-// The test double's inspection API used as an app's browser test would use it: wait for the
+// The test double's inspection API used as an app's browser test would use it (wait for the
 // subscription instead of sleeping, trigger, then assert on what was published; reset between
-// tests while pusher-js clients are connected (they reconnect and resubscribe).
+// tests while pusher-js clients are connected: they reconnect and resubscribe), and --record.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { HOST, ownServer, recordStates, waitEvent } from '../lib/helpers.mjs';
+import { binaryPath, HOST, ownServer, recordStates, waitEvent } from '../lib/helpers.mjs';
 
 async function inspect(port, path, init) {
   const res = await fetch(`http://${HOST}:${port}/_poxide${path}`, init);
@@ -45,5 +49,36 @@ describe('inspection API', () => {
     assert.equal(await next, 'fresh');
     const { body } = await inspect(server.port, '/events');
     assert.deepEqual(body.events.map((e) => [e.seq, e.event]), [[1, 'news']]);
+  });
+});
+
+describe('record and replay', () => {
+  it('a session of real pusher-js clients, recorded with --record, replays green against another server', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'poxide-recorded-'));
+    const recording = await ownServer(t, { record: dir });
+    const alice = await recording.k.connected({ user: { id: 'alice', info: { name: 'Alice' } } });
+    const room = alice.subscribe('presence-room');
+    await waitEvent(room, 'pusher:subscription_succeeded');
+    const bob = await recording.k.connected({ user: { id: 'bob' } });
+    const bobRoom = bob.subscribe('presence-room');
+    await waitEvent(bobRoom, 'pusher:subscription_succeeded');
+    await waitEvent(room, 'pusher:member_added');
+    const typed = waitEvent(bobRoom, 'client-typing');
+    room.trigger('client-typing', { on: true });
+    await typed;
+    const news = waitEvent(room, 'news');
+    await recording.sdk.trigger('presence-room', 'news', { n: 1 });
+    await news;
+    bob.disconnect();
+    await waitEvent(room, 'pusher:member_removed');
+    alice.disconnect();
+    await recording.server.stop();
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
+    assert.ok(files.length >= 1, 'transcripts were written');
+
+    const fresh = await ownServer(t, {});
+    const run = spawnSync(binaryPath(), ['conformance', '--url', `ws://${HOST}:${fresh.server.port}`, '--dir', dir], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, new RegExp(`${files.length} passed, 0 failed, 0 skipped`));
   });
 });

@@ -23,8 +23,9 @@ pub struct ConformanceArgs {
     pub key: String,
     #[arg(long, default_value = "secret")]
     pub secret: String,
-    /// Directory of `*.jsonl` transcripts; the ones built into this binary when absent.
-    #[arg(long)]
+    /// Directory of `*.jsonl` transcripts (such as `--record` writes); the ones built into this
+    /// binary when absent.
+    #[arg(long, alias = "transcripts")]
     pub dir: Option<PathBuf>,
     /// Only scenarios whose name contains this text.
     #[arg(long)]

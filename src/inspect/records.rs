@@ -314,6 +314,13 @@ impl Observe for Inspector {
                     };
                     push_bounded(&mut records.webhooks, record, self.capacity);
                 }
+                // The wire itself is the recorder's business.
+                Happening::FrameIn { .. }
+                | Happening::FrameOut { .. }
+                | Happening::BinaryIn { .. }
+                | Happening::Closed { .. }
+                | Happening::RestCall { .. }
+                | Happening::RestAnswer { .. } => return,
                 Happening::Delivery {
                     ids,
                     url,
