@@ -337,7 +337,7 @@ async fn spawn_with_ready_file(
         .env_remove("PORT")
         .env_remove("POXIDE_SOCKET_ID_SEED")
         .envs(env.iter().copied())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -380,6 +380,19 @@ async fn the_ready_file_says_where_the_server_is_and_a_seed_fixes_the_socket_ids
         drop(child);
     }
     assert_eq!(runs[0], runs[1], "the same seed, the same socket ids");
+    let (_, mut child, _dir) = spawn_with_ready_file(&[]).await;
+    child.start_kill().unwrap();
+    let log = child.wait_with_output().await.unwrap().stderr;
+    let warnings: Vec<String> = String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("inspection API on"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning line says inspection is on: {warnings:?}"
+    );
     assert_ne!(runs[0][0], runs[0][1]);
     let (ready, _child, _dir) = spawn_with_ready_file(&[("POXIDE_SOCKET_ID_SEED", "43")]).await;
     let (_, other) = connect(ready["ws_url"].as_str().unwrap()).await;

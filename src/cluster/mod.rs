@@ -640,6 +640,38 @@ impl Adapter for ClusterAdapter {
         self.publish_user_message(app, message.encode()).await
     }
 
+    async fn clear_caches(&self) {
+        for app in &self.inner.apps {
+            let pattern = format!("{}:ch:*:cache", self.inner.keys.app(app));
+            let _ = self
+                .inner
+                .call(|mut conn| async move {
+                    let mut cursor: u64 = 0;
+                    loop {
+                        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut conn)
+                            .await?;
+                        if !keys.is_empty() {
+                            redis::cmd("DEL")
+                                .arg(&keys)
+                                .query_async::<()>(&mut conn)
+                                .await?;
+                        }
+                        if next == 0 {
+                            return Ok(());
+                        }
+                        cursor = next;
+                    }
+                })
+                .await;
+        }
+    }
+
     fn events(&self) -> Option<mpsc::Receiver<HubEvent>> {
         self.events.lock().expect("not poisoned").take()
     }
