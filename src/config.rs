@@ -822,6 +822,56 @@ mod tests {
     }
 
     #[test]
+    fn the_double_and_the_cluster_are_set_from_the_environment_or_the_file() {
+        let vars = [
+            ("POXIDE_INSPECT", "true"),
+            ("POXIDE_SOCKET_ID_SEED", "7"),
+            ("POXIDE_RECORD", "/tmp/rec"),
+            ("POXIDE_REDIS_URL", "redis://:pw@db:6379/2"),
+            ("POXIDE_REDIS_PREFIX", "blue"),
+            ("POXIDE_NODE_TIMEOUT_MS", "2500"),
+        ];
+        let (env, _) = Overrides::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert!(c.inspect);
+        assert_eq!(c.socket_id_seed, Some(7));
+        assert_eq!(c.record.as_deref(), Some(Path::new("/tmp/rec")));
+        assert_eq!(
+            c.cluster,
+            Some(ClusterConfig {
+                redis_url: "redis://:pw@db:6379/2".into(),
+                prefix: "blue".into(),
+                node_timeout: Duration::from_millis(2500),
+            })
+        );
+        let file = Config::from_toml(
+            "inspect = true\ninspect_capacity = 5\n[cluster]\nredis_url = \"rediss://h:6380\"\n",
+        )
+        .unwrap();
+        assert!(file.inspect);
+        assert_eq!(file.inspect_capacity, 5);
+        assert_eq!(file.cluster.unwrap().prefix, "poxide");
+        let bad = |k: &'static str, v: &'static str| {
+            let (env, _) = Overrides::from_env(|name| (name == k).then(|| v.to_string()));
+            Config::load(None, &env, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            bad("POXIDE_INSPECT", "maybe"),
+            "invalid value for inspect (environment): \"maybe\" (true or false)"
+        );
+        assert_eq!(
+            bad("POXIDE_REDIS_URL", "http://db"),
+            "invalid value for cluster.redis_url: \"http://db\" (a redis:// or rediss:// (TLS) URL such as redis://:password@127.0.0.1:6379/0)"
+        );
+    }
+
+    #[test]
     fn poxide_names_win_over_poxa_names() {
         let vars = [("POXIDE_APP_KEY", "new"), ("POXA_APP_KEY", "old")];
         let (env, _) = Overrides::from_env(|k| {

@@ -135,3 +135,36 @@ async fn health_checks_answer_for_balancers_and_probes() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_an_empty_selection()
+{
+    let server = Server::new(test_config()).start().await.unwrap();
+    let url = server.ws_url();
+    let run = |filter: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_poxide"))
+                .args(["conformance", "--url", &url, "--filter", filter])
+                .output()
+                .unwrap()
+        })
+    };
+    let output = run("authorized-connections-off-no-timeout").await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "SKIP authorized-connections-off-no-timeout: needs these settings on the server's default app (then pass --assume-configured): {\"authorization_timeout_ms\":300}",
+            "0 passed, 0 failed, 1 skipped",
+        ]
+    );
+    let output = run("no-scenario-is-called-this").await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "poxide conformance: no scenario matches the selection"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -676,3 +676,20 @@ fn value_text(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_failed_frame_shows_both_sides_line_by_line() {
+        let shown = super::diff(
+            &json!({"event": "pusher:error", "data": {"code": 4001}}),
+            &json!({"event": "pusher:error", "data": {"code": 4009}}),
+        );
+        assert_eq!(
+            shown,
+            "  expected (-) / received (+):\n    {\n      \"event\": \"pusher:error\",\n      \"data\": {\n  -     \"code\": 4001\n      }\n    }\n  +     \"code\": 4009"
+        );
+    }
+}
