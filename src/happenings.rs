@@ -20,8 +20,9 @@ pub enum Source {
 }
 
 /// An event delivered to a channel (or a user).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Published {
+    #[serde(rename = "app_id")]
     pub app: String,
     pub channel: String,
     pub event: String,

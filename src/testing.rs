@@ -19,7 +19,7 @@
 //!     .wait_for_event("orders", "order-created", Duration::from_secs(5))
 //!     .await
 //!     .expect("the app published it");
-//! assert_eq!(event.data, r#"{"id":7}"#);
+//! assert_eq!(event.event.data, r#"{"id":7}"#);
 //! assert_eq!(server.events().len(), 1);
 //! // Options for a pusher-js client in a browser test, pointed at this server.
 //! assert_eq!(server.pusher_js_options()["wsPort"], server.port());
@@ -39,7 +39,10 @@ use crate::{
     server::{RunningServer, Server},
 };
 
-pub use crate::inspect::{ConnectionRecord, Delivery, EventRecord, WebhookRecord};
+pub use crate::{
+    happenings::{Published, Source},
+    inspect::{ConnectionRecord, Delivery, EventRecord, WebhookRecord},
+};
 
 /// Builds a [`TestServer`]: loopback, a free port, inspection on, Poxa's default app unless
 /// told otherwise.

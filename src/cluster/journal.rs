@@ -40,16 +40,8 @@ impl Journal for ClusterJournal {
         })
         .ok()?;
         let key = self.inner.keys.node_webhooks(&self.inner.node);
-        let field = id.clone();
         self.inner
-            .call(|mut conn| async move {
-                redis::cmd("HSET")
-                    .arg(&key)
-                    .arg(&field)
-                    .arg(&entry)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
+            .cmd::<()>(redis::cmd("HSET").arg(&key).arg(&id).arg(&entry))
             .await
             .ok()?;
         Some(id)
@@ -59,13 +51,7 @@ impl Journal for ClusterJournal {
         let key = self.inner.keys.node_webhooks(&self.inner.node);
         let _ = self
             .inner
-            .call(|mut conn| async move {
-                redis::cmd("HDEL")
-                    .arg(&key)
-                    .arg(id)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
+            .cmd::<()>(redis::cmd("HDEL").arg(&key).arg(id))
             .await;
     }
 }
@@ -73,16 +59,8 @@ impl Journal for ClusterJournal {
 /// Takes over the requests a dead node was delivering; returns how many.
 pub async fn adopt(inner: &Inner, node: &str) -> HubResult<usize> {
     let key = inner.keys.node_webhooks(node);
-    let entries: Vec<String> = inner
-        .call(|mut conn| async move {
-            let (entries,): (Vec<String>,) = redis::pipe()
-                .hvals(&key)
-                .del(&key)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            Ok(entries)
-        })
+    let (entries,): (Vec<String>,) = inner
+        .pipe(redis::pipe().hvals(&key).del(&key).ignore())
         .await?;
     let mut adopted = 0;
     for entry in entries {

@@ -169,6 +169,18 @@ impl Inner {
         }
     }
 
+    /// One command within the deadline.
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> HubResult<T> {
+        self.call(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// One pipeline (one round trip) within the deadline.
+    async fn pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> HubResult<T> {
+        self.call(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
     async fn script(&self, script: &redis::Script, args: &[&str]) -> HubResult<Vec<String>> {
         self.call(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
@@ -210,14 +222,7 @@ impl Inner {
     async fn sweep_socket(&self, app: &str, socket_id: &str, node: &str) -> HubResult<()> {
         let base = self.keys.app(app);
         let sock_key = format!("{base}:sock:{socket_id}");
-        let fields: Vec<(String, String)> = self
-            .call(|mut conn| async move {
-                redis::cmd("HGETALL")
-                    .arg(&sock_key)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let fields: Vec<(String, String)> = self.cmd(redis::cmd("HGETALL").arg(&sock_key)).await?;
         for (field, value) in fields {
             if let Some(channel) = field.strip_prefix("ch:") {
                 let left = self.leave(app, channel, socket_id).await?;
@@ -244,17 +249,15 @@ impl Inner {
         let sock_key = format!("{base}:sock:{socket_id}");
         let node_key = self.keys.node_sockets(node);
         let member = format!("{app}\n{socket_id}");
-        self.call(|mut conn| async move {
+        self.pipe(
             redis::pipe()
                 .hdel(&sockets, socket_id)
                 .ignore()
                 .del(&sock_key)
                 .ignore()
                 .srem(&node_key, &member)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-        })
+                .ignore(),
+        )
         .await
     }
 
@@ -293,13 +296,7 @@ impl Adapter for ClusterAdapter {
         let node_key = inner.keys.node_sockets(&inner.node);
         let member = format!("{app}\n{sid}");
         let registered = inner
-            .call(|mut conn| async move {
-                redis::cmd("SADD")
-                    .arg(&node_key)
-                    .arg(&member)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
+            .cmd::<()>(redis::cmd("SADD").arg(&node_key).arg(&member))
             .await;
         if registered.is_err() {
             return refuse(Refusal::Unavailable);
@@ -381,7 +378,9 @@ impl Adapter for ClusterAdapter {
                 });
             }
         };
-        let mut members: Vec<Member> = out[8..]
+        let mut members: Vec<Member> = out
+            .get(8..)
+            .unwrap_or_default()
             .chunks_exact(2)
             .map(|pair| Member {
                 user_id: pair[0].clone(),
@@ -469,14 +468,7 @@ impl Adapter for ClusterAdapter {
         let inner = &self.inner;
         let base = inner.keys.app(app);
         let key = format!("{base}:channels");
-        let mut names: Vec<String> = inner
-            .call(|mut conn| async move {
-                redis::cmd("SMEMBERS")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut names: Vec<String> = inner.cmd(redis::cmd("SMEMBERS").arg(&key)).await?;
         names.sort();
         if names.is_empty() {
             return Ok(Vec::new());
@@ -486,9 +478,7 @@ impl Adapter for ClusterAdapter {
             pipe.hlen(format!("{base}:ch:{name}:subs"));
             pipe.hlen(format!("{base}:ch:{name}:members"));
         }
-        let counts: Vec<usize> = inner
-            .call(|mut conn| async move { pipe.query_async(&mut conn).await })
-            .await?;
+        let counts: Vec<usize> = inner.pipe(&pipe).await?;
         Ok(names
             .into_iter()
             .zip(counts.chunks_exact(2))
@@ -507,13 +497,11 @@ impl Adapter for ClusterAdapter {
         let base = self.inner.keys.app(app);
         let (subscription_count, user_count) = self
             .inner
-            .call(|mut conn| async move {
+            .pipe(
                 redis::pipe()
                     .hlen(format!("{base}:ch:{channel}:subs"))
-                    .hlen(format!("{base}:ch:{channel}:members"))
-                    .query_async(&mut conn)
-                    .await
-            })
+                    .hlen(format!("{base}:ch:{channel}:members")),
+            )
             .await?;
         Ok(ChannelStats {
             subscription_count,
@@ -525,13 +513,7 @@ impl Adapter for ClusterAdapter {
         let key = format!("{}:ch:{channel}:cache", self.inner.keys.app(app));
         let (data, ttl_ms): (Option<String>, i64) = self
             .inner
-            .call(|mut conn| async move {
-                redis::pipe()
-                    .hget(&key, "d")
-                    .pttl(&key)
-                    .query_async(&mut conn)
-                    .await
-            })
+            .pipe(redis::pipe().hget(&key, "d").pttl(&key))
             .await?;
         Ok(data.map(|data| CachedEvent {
             data,
@@ -541,12 +523,7 @@ impl Adapter for ClusterAdapter {
 
     async fn members(&self, app: &str, channel: &str) -> HubResult<Vec<Member>> {
         let key = format!("{}:ch:{channel}:members", self.inner.keys.app(app));
-        let mut ids: Vec<String> =
-            self.inner
-                .call(|mut conn| async move {
-                    redis::cmd("HKEYS").arg(&key).query_async(&mut conn).await
-                })
-                .await?;
+        let mut ids: Vec<String> = self.inner.cmd(redis::cmd("HKEYS").arg(&key)).await?;
         ids.sort();
         Ok(ids
             .into_iter()
@@ -611,10 +588,7 @@ impl Adapter for ClusterAdapter {
         for id in user_ids {
             pipe.exists(format!("{base}:users:{id}"));
         }
-        let exists: Vec<bool> = self
-            .inner
-            .call(|mut conn| async move { pipe.query_async(&mut conn).await })
-            .await?;
+        let exists: Vec<bool> = self.inner.pipe(&pipe).await?;
         Ok(user_ids
             .iter()
             .zip(exists)
@@ -698,13 +672,7 @@ impl ClusterAdapter {
     async fn publish_user_message(&self, app: &str, message: String) -> HubResult<()> {
         let topic = self.inner.keys.user_topic(app);
         self.inner
-            .call(|mut conn| async move {
-                redis::cmd("PUBLISH")
-                    .arg(&topic)
-                    .arg(&message)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
+            .cmd(redis::cmd("PUBLISH").arg(&topic).arg(&message))
             .await
     }
 }

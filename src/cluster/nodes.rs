@@ -47,21 +47,16 @@ pub async fn maintain(inner: Arc<Inner>) {
 /// connections' state is gone, so they are closed with 4200 and come back through the front
 /// door.
 pub async fn beat(inner: &Inner) {
-    let nodes = inner.keys.nodes();
-    let node = inner.node.clone();
-    let now = now_ms();
-    let previous: HubResult<Option<f64>> = inner
-        .call(|mut conn| async move {
-            let (score,): (Option<f64>,) = redis::pipe()
-                .zscore(&nodes, &node)
-                .zadd(&nodes, &node, now)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            Ok(score)
-        })
+    let (nodes, node) = (inner.keys.nodes(), &inner.node);
+    let previous: HubResult<(Option<f64>,)> = inner
+        .pipe(
+            redis::pipe()
+                .zscore(&nodes, node)
+                .zadd(&nodes, node, now_ms())
+                .ignore(),
+        )
         .await;
-    if let Ok(None) = previous {
+    if let Ok((None,)) = previous {
         let closed = inner.local.close_all(CloseError::ClusterLost);
         if closed > 0 {
             tracing::warn!(
@@ -77,45 +72,32 @@ async fn sweep_dead(inner: &Inner) -> HubResult<()> {
     let nodes = inner.keys.nodes();
     let deadline = now_ms().saturating_sub(inner.node_timeout.as_millis() as u64);
     let dead: Vec<String> = inner
-        .call(|mut conn| async move {
+        .cmd(
             redis::cmd("ZRANGEBYSCORE")
                 .arg(&nodes)
                 .arg("-inf")
-                .arg(deadline)
-                .query_async(&mut conn)
-                .await
-        })
+                .arg(deadline),
+        )
         .await?;
     for node in dead.into_iter().filter(|n| *n != inner.node) {
         let lock = inner.keys.sweep_lock(&node);
-        let me = inner.node.clone();
         let took: Option<String> = inner
-            .call(|mut conn| async move {
+            .cmd(
                 redis::cmd("SET")
                     .arg(&lock)
-                    .arg(&me)
+                    .arg(&inner.node)
                     .arg("NX")
                     .arg("PX")
-                    .arg(60_000)
-                    .query_async(&mut conn)
-                    .await
-            })
+                    .arg(60_000),
+            )
             .await?;
         if took.is_none() {
             continue;
         }
         let swept = sweep_node(inner, &node, |_| true).await?;
         let adopted = journal::adopt(inner, &node).await?;
-        let nodes = inner.keys.nodes();
-        let gone = node.clone();
         inner
-            .call(|mut conn| async move {
-                redis::cmd("ZREM")
-                    .arg(&nodes)
-                    .arg(&gone)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
+            .cmd::<()>(redis::cmd("ZREM").arg(inner.keys.nodes()).arg(&node))
             .await?;
         tracing::warn!(
             node,
@@ -145,14 +127,7 @@ pub async fn sweep_own(inner: &Inner) -> HubResult<usize> {
 /// Sweeps the connections `node` registered for which `gone` holds.
 async fn sweep_node(inner: &Inner, node: &str, gone: impl Fn(&str) -> bool) -> HubResult<usize> {
     let key = inner.keys.node_sockets(node);
-    let members: Vec<String> = inner
-        .call(|mut conn| async move {
-            redis::cmd("SMEMBERS")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-        })
-        .await?;
+    let members: Vec<String> = inner.cmd(redis::cmd("SMEMBERS").arg(&key)).await?;
     let mut swept = 0;
     for member in members {
         let Some((app, socket_id)) = member.split_once('\n') else {

@@ -20,13 +20,9 @@ use crate::{
 pub struct EventRecord {
     pub seq: u64,
     pub time_ms: u64,
-    pub app_id: String,
-    pub channel: String,
-    pub event: String,
-    pub data: String,
-    pub source: Source,
-    pub socket_id: Option<String>,
-    pub user_id: Option<String>,
+    /// `app_id`, `channel`, `event`, `data`, `source`, `socket_id`, `user_id`.
+    #[serde(flatten)]
+    pub event: Published,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,13 +97,14 @@ pub struct Filter {
 
 impl Filter {
     fn event(&self, r: &EventRecord) -> bool {
+        let (seq, r) = (r.seq, &r.event);
         let source = match r.source {
             Source::Api => "api",
             Source::Client => "client",
             Source::User => "user",
         };
-        self.after.is_none_or(|after| r.seq > after)
-            && self.app_id.as_ref().is_none_or(|a| *a == r.app_id)
+        self.after.is_none_or(|after| seq > after)
+            && self.app_id.as_ref().is_none_or(|a| *a == r.app)
             && self.channel.as_ref().is_none_or(|c| *c == r.channel)
             && self.event.as_ref().is_none_or(|e| *e == r.event)
             && self.source.as_ref().is_none_or(|s| s == source)
@@ -235,13 +232,7 @@ impl Inspector {
         let record = EventRecord {
             seq: records.last_event,
             time_ms: now_ms(),
-            app_id: p.app.clone(),
-            channel: p.channel.clone(),
-            event: p.event.clone(),
-            data: p.data.clone(),
-            source: p.source,
-            socket_id: p.socket_id.clone(),
-            user_id: p.user_id.clone(),
+            event: p.clone(),
         };
         push_bounded(&mut records.events, record, self.capacity);
     }
