@@ -68,20 +68,7 @@ start_poxide() {
   poxide_unset_args
   env "${unset_args[@]}" "$BIN" --config "$config" >"$logfile" 2>&1 &
   STARTED_PID=$!
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$STARTED_PID" 2>/dev/null; then
-      echo "poxide exited during startup:" >&2
-      cat "$logfile" >&2
-      exit 1
-    fi
-    if "$VENV/bin/python" -c 'import sys, urllib.request; sys.exit(urllib.request.urlopen("http://127.0.0.1:%s/ready" % sys.argv[1], timeout=1).status != 200)' "$port" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "poxide was not ready on 127.0.0.1:$port within 10 s:" >&2
-  cat "$logfile" >&2
-  exit 1
+  poxide_wait_ready "$STARTED_PID" "$port" "$logfile" "$VENV/bin/python" || exit 1
 }
 
 PORT="$(free_port)"

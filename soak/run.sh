@@ -104,23 +104,10 @@ if [ -n "${SOAK_SERVER_CPUS:-}" ]; then server_cmd=(taskset -c "$SOAK_SERVER_CPU
 setsid env "${unset_args[@]}" RUST_LOG="${SOAK_RUST_LOG:-poxide=info}" "${server_cmd[@]}" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-ready=""
-for _ in $(seq 1 100); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "poxide exited during startup:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 2
-  fi
-  if "$VENV/bin/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$PORT" 2>/dev/null; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
+poxide_wait_ready "$SERVER_PID" "$PORT" "$SERVER_LOG" "$VENV/bin/python" || exit 2
 if [ "$(readlink "/proc/$SERVER_PID/exe" 2>/dev/null)" != "$(readlink -f "$BIN")" ]; then
   die "pid $SERVER_PID is not $BIN (setsid forked?)"
 fi
-[ -n "$ready" ] || { cat "$SERVER_LOG" >&2; die "poxide did not accept connections on 127.0.0.1:$PORT within 10 s"; }
 sleep 0.5 # let the readiness probe's socket close before the baseline sample
 
 # ---------------------------------------------------------------------------------------------

@@ -28,3 +28,24 @@ poxide_stop() {
     wait "$pid" 2>/dev/null || true
   fi
 }
+
+# poxide_wait_ready PID PORT LOG PYTHON: waits up to 10 s until the server on 127.0.0.1:PORT
+# answers GET /ready with 200; if it exits or stays unready, prints why with its LOG and
+# returns 1.
+poxide_wait_ready() {
+  local pid="$1" port="$2" logfile="$3" python="$4"
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "poxide exited during startup:" >&2
+      cat "$logfile" >&2
+      return 1
+    fi
+    if "$python" -c 'import sys, urllib.request; sys.exit(urllib.request.urlopen("http://127.0.0.1:%s/ready" % sys.argv[1], timeout=1).status != 200)' "$port" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "poxide was not ready on 127.0.0.1:$port within 10 s:" >&2
+  cat "$logfile" >&2
+  return 1
+}
