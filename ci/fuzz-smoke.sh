@@ -32,8 +32,10 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/poxide-fuzz-smoke.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-echo "== cargo fuzz build"
-cargo +nightly fuzz build
+# Unoptimized: a smoke run of seconds needs the targets to build and run, not speed, and this
+# build is a minute shorter than the optimized one (ci/fuzz-long.sh builds optimized).
+echo "== cargo fuzz build --dev"
+cargo +nightly fuzz build --dev
 
 failed=()
 for target in "${targets[@]}"; do
@@ -47,7 +49,7 @@ for target in "${targets[@]}"; do
   if [ -f "fuzz/dicts/$target.dict" ]; then
     extra+=("-dict=$root/fuzz/dicts/$target.dict")
   fi
-  if cargo +nightly fuzz run "$target" "$corpus" -- \
+  if cargo +nightly fuzz run --dev "$target" "$corpus" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 ${extra[@]+"${extra[@]}"}; then
     echo "== $target: ok"
   else
