@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real client libraries against the release binary:
+# Real client libraries against the binary (release by default):
 #   pusher-js 8, Laravel Echo 2 and the `pusher` Node SDK 5 (js-client-tests/, node --test),
 #   the PyPI `pusher` SDK (js-client-tests/python/, pytest); then the JS tests again on a
 #   three-node cluster sharing a redis-server.
@@ -19,14 +19,21 @@ cd "$ROOT"
 log() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------------
-log "building the release binary"
+# POXIDE_PROFILE=dev (as ci/test.sh runs it, right after `cargo test` built that binary) uses
+# the debug build; the default is the release binary, as users run it.
+PROFILE="${POXIDE_PROFILE:-release}"
+case "$PROFILE" in
+  release) build_args=(--release); BIN="$ROOT/target/release/poxide" ;;
+  dev) build_args=(); BIN="$ROOT/target/debug/poxide" ;;
+  *) echo "POXIDE_PROFILE must be release or dev, not $PROFILE" >&2; exit 2 ;;
+esac
+log "building the $PROFILE binary"
 if command -v flock >/dev/null 2>&1; then
   # Serialize with other cargo invocations on a shared machine.
-  flock /tmp/poxide-cargo.lock cargo build --release
+  flock /tmp/poxide-cargo.lock cargo build --locked "${build_args[@]}"
 else
-  cargo build --release
+  cargo build --locked "${build_args[@]}"
 fi
-BIN="$ROOT/target/release/poxide"
 test -x "$BIN"
 
 # ---------------------------------------------------------------------------------------------

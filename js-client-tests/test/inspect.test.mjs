@@ -59,10 +59,12 @@ describe('record and replay', () => {
     const alice = await recording.k.connected({ user: { id: 'alice', info: { name: 'Alice' } } });
     const room = alice.subscribe('presence-room');
     await waitEvent(room, 'pusher:subscription_succeeded');
+    // Bound first: bob's member_added may arrive in the same read as his subscription.
+    const added = waitEvent(room, 'pusher:member_added');
     const bob = await recording.k.connected({ user: { id: 'bob' } });
     const bobRoom = bob.subscribe('presence-room');
     await waitEvent(bobRoom, 'pusher:subscription_succeeded');
-    await waitEvent(room, 'pusher:member_added');
+    await added;
     const typed = waitEvent(bobRoom, 'client-typing');
     room.trigger('client-typing', { on: true });
     await typed;
