@@ -58,6 +58,11 @@ pub struct AppConfig {
     /// Subscribes and unsubscribes per second per connection, after a burst as large as
     /// `max_channels_per_connection` (a reconnecting client resubscribes everything at once).
     pub subscription_rate: u32,
+    /// Browser origins whose WebSockets are accepted, `*` matching any run of characters
+    /// (`https://*.example.com`); empty accepts any. A connection without an `Origin` header
+    /// (not from a browser, which always sends one) is accepted: the header is the browser's
+    /// promise, and anything else can write whatever it likes in it.
+    pub allowed_origins: Vec<String>,
 }
 
 /// One webhook receiver.
@@ -156,6 +161,7 @@ impl Default for AppConfig {
             authorization_timeout_ms: 30_000,
             max_channels_per_connection: 1000,
             subscription_rate: 50,
+            allowed_origins: Vec::new(),
         }
     }
 }

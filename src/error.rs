@@ -39,6 +39,9 @@ pub enum CloseError {
     /// `POST /_poxide/reset` of the test double.
     #[error("Reset by the test harness, please reconnect")]
     Reset,
+    /// The browser's `Origin` is not among the app's `allowed_origins`.
+    #[error("Origin not allowed: {0}")]
+    OriginNotAllowed(String),
 }
 
 impl CloseError {
@@ -53,7 +56,9 @@ impl CloseError {
             CloseError::ClusterUnavailable => 4100,
             CloseError::PongNotReceived => 4201,
             // 40xx: pusher-js does not reconnect, which is the point of both.
-            CloseError::Terminated | CloseError::NotAuthorizedInTime => 4009,
+            CloseError::Terminated
+            | CloseError::NotAuthorizedInTime
+            | CloseError::OriginNotAllowed(_) => 4009,
         }
     }
 }

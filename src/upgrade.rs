@@ -37,7 +37,16 @@ pub fn handle(mut req: hyper::Request<Incoming>, state: &Arc<ServerState>) -> Re
         Ok(accept) => accept,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into(),
     };
-    let plan = plan(req.uri(), state);
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let plan = match plan(req.uri(), state) {
+        Plan::Serve(app) if !origin_allowed(&app, origin.as_deref()) => {
+            Plan::Refuse(CloseError::OriginNotAllowed(origin.unwrap_or_default()))
+        }
+        plan => plan,
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let state = state.clone();
     state.tasks.clone().spawn(async move {
@@ -64,6 +73,85 @@ pub fn handle(mut req: hyper::Request<Incoming>, state: &Arc<ServerState>) -> Re
         .header(header::CONNECTION, "Upgrade")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .finish()
+}
+
+/// Whether the app accepts a WebSocket from `origin` (see `AppConfig::allowed_origins`).
+fn origin_allowed(app: &AppConfig, origin: Option<&str>) -> bool {
+    match origin {
+        None => true,
+        Some(origin) => {
+            app.allowed_origins.is_empty()
+                || app
+                    .allowed_origins
+                    .iter()
+                    .any(|pattern| wildcard_match(pattern, origin))
+        }
+    }
+}
+
+/// `*` in `pattern` matches any run of characters (possibly none); the rest literally,
+/// ignoring ASCII case as origins do.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn origin_patterns() {
+        assert!(wildcard_match(
+            "https://*.example.com",
+            "https://app.example.com"
+        ));
+        assert!(wildcard_match(
+            "https://*.example.com",
+            "https://a.b.example.com"
+        ));
+        assert!(wildcard_match(
+            "HTTPS://App.Example.com",
+            "https://app.example.com"
+        ));
+        assert!(!wildcard_match(
+            "https://*.example.com",
+            "https://example.com"
+        ));
+        assert!(!wildcard_match(
+            "https://*.example.com",
+            "https://evil.com/.example.com.x"
+        ));
+        assert!(!wildcard_match(
+            "https://*.example.com",
+            "http://app.example.com"
+        ));
+        assert!(wildcard_match(
+            "http://localhost:*",
+            "http://localhost:3000"
+        ));
+        assert!(wildcard_match("*", "null"));
+        assert!(!wildcard_match(
+            "https://app.example.com",
+            "https://app.example.com.evil.io"
+        ));
+        assert!(wildcard_match("https://*.a.*.com", "https://x.a.y.com"));
+    }
 }
 
 /// `/app/{key}?protocol=N`; any other path is accepted only to be closed with 4005, as

@@ -168,3 +168,52 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn browsers_from_origins_the_app_does_not_allow_are_closed_with_4009() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut config = test_config();
+    config.apps[0].allowed_origins = vec![
+        "https://*.example.com".into(),
+        "http://localhost:3000".into(),
+    ];
+    let server = Server::new(config).start().await.unwrap();
+    let open = |origin: Option<&'static str>| {
+        let url = format!("{}/app/app_key?protocol=7", server.ws_url());
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request
+                    .headers_mut()
+                    .insert("Origin", origin.parse().unwrap());
+            }
+            tokio_tungstenite::connect_async(request).await.unwrap().0
+        }
+    };
+    for allowed in [
+        Some("https://app.example.com"),
+        Some("http://localhost:3000"),
+        None,
+    ] {
+        let mut ws = open(allowed).await;
+        let first: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(
+            first["event"], "pusher:connection_established",
+            "{allowed:?}"
+        );
+    }
+    let mut ws = open(Some("https://evil.example.org")).await;
+    let error: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        error,
+        serde_json::json!({"event": "pusher:error", "data": {"message": "Origin not allowed: https://evil.example.org", "code": 4009}})
+    );
+    assert_eq!(
+        close_code(&mut ws).await,
+        (
+            4009,
+            "Origin not allowed: https://evil.example.org".to_string()
+        )
+    );
+    server.shutdown().await.unwrap();
+}
