@@ -111,6 +111,29 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// `/app/{key}?protocol=N`; any other path is accepted only to be closed with 4005, as
+/// pusher-js understands it.
+fn plan(uri: &poem::http::Uri, state: &ServerState) -> Plan {
+    let Some(key) = uri
+        .path()
+        .strip_prefix("/app/")
+        .filter(|k| !k.is_empty() && !k.contains('/'))
+    else {
+        return Plan::Refuse(CloseError::PathNotFound);
+    };
+    let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+    let Some(app) = state.apps.by_key(&key) else {
+        return Plan::Refuse(CloseError::UnknownApp);
+    };
+    let protocol_ok = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "protocol")
+        .is_none_or(|(_, v)| v.parse::<u32>().is_ok_and(|v| PROTOCOLS.contains(&v)));
+    if !protocol_ok {
+        return Plan::Refuse(CloseError::UnsupportedProtocol);
+    }
+    Plan::Serve(app.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::wildcard_match;
@@ -152,27 +175,4 @@ mod tests {
         ));
         assert!(wildcard_match("https://*.a.*.com", "https://x.a.y.com"));
     }
-}
-
-/// `/app/{key}?protocol=N`; any other path is accepted only to be closed with 4005, as
-/// pusher-js understands it.
-fn plan(uri: &poem::http::Uri, state: &ServerState) -> Plan {
-    let Some(key) = uri
-        .path()
-        .strip_prefix("/app/")
-        .filter(|k| !k.is_empty() && !k.contains('/'))
-    else {
-        return Plan::Refuse(CloseError::PathNotFound);
-    };
-    let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-    let Some(app) = state.apps.by_key(&key) else {
-        return Plan::Refuse(CloseError::UnknownApp);
-    };
-    let protocol_ok = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "protocol")
-        .is_none_or(|(_, v)| v.parse::<u32>().is_ok_and(|v| PROTOCOLS.contains(&v)));
-    if !protocol_ok {
-        return Plan::Refuse(CloseError::UnsupportedProtocol);
-    }
-    Plan::Serve(app.clone())
 }
