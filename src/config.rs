@@ -326,10 +326,15 @@ impl Overrides {
     fn apply(&self, config: &mut Config, source: &str) -> Result<(), ConfigError> {
         let key = |name: &str| format!("{name} ({source})");
         if let Some(v) = &self.host {
-            config.host = v.parse().map_err(|_| ConfigError::Invalid {
+            let address = if v.eq_ignore_ascii_case("localhost") {
+                "127.0.0.1"
+            } else {
+                v.as_str()
+            };
+            config.host = address.parse().map_err(|_| ConfigError::Invalid {
                 key: key("host"),
                 value: v.clone(),
-                expected: "an IP address such as 0.0.0.0",
+                expected: "an IP address such as 0.0.0.0, or localhost",
             })?;
         }
         if let Some(v) = &self.port {
@@ -446,6 +451,20 @@ impl Config {
             path: String::new(),
             message: one_line(&e.to_string()),
         })?;
+        // Serde fills a missing field with the default app's secret; in a file that would be a
+        // silent, public secret, so its absence is an error here.
+        if let Ok(raw) = toml::from_str::<toml::Table>(text) {
+            let apps = raw.get("apps").and_then(toml::Value::as_array);
+            for (i, app) in apps.into_iter().flatten().enumerate() {
+                if app.get("secret").is_none() {
+                    return Err(ConfigError::Invalid {
+                        key: format!("apps[{i}].secret"),
+                        value: String::new(),
+                        expected: "a secret of the app's own: there is no default",
+                    });
+                }
+            }
+        }
         let mut config = Config::default();
         if let Some(host) = file.host {
             config.host = host;
@@ -875,6 +894,21 @@ mod tests {
             bad("POXIDE_REDIS_URL", "http://db"),
             "invalid value for cluster.redis_url: \"http://db\" (a redis:// or rediss:// (TLS) URL such as redis://:password@127.0.0.1:6379/0)"
         );
+    }
+
+    #[test]
+    fn an_app_without_a_secret_is_an_error_and_localhost_is_an_address() {
+        let err = Config::from_toml("[[apps]]\nid = \"a\"\nkey = \"k\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for apps[0].secret: \"\" (a secret of the app's own: there is no default)"
+        );
+        let flags = Overrides {
+            host: Some("localhost".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &Overrides::default(), &flags).unwrap();
+        assert_eq!(c.host, IpAddr::from([127, 0, 0, 1]));
     }
 
     #[test]

@@ -141,6 +141,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))
         .collect();
     let inspect = config.inspect;
+    // Poxa's defaults are public: fine on a developer's loopback, an open door elsewhere.
+    let public_credentials = !config.host.is_loopback()
+        && config
+            .apps
+            .iter()
+            .any(|a| a.id == "app_id" || a.key == "app_key" || a.secret == "secret");
     // Before the server says it is listening: a SIGTERM right after that line must find the
     // handler in place.
     let stop = stop_signal();
@@ -157,6 +163,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::info!("settings from the environment: {}", env_used.join(", "));
     }
     tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
+    if public_credentials {
+        tracing::warn!(
+            "the default app's public credentials (app_id / app_key / secret) are in use on a non-loopback address: anyone who reaches this port can publish; set your own"
+        );
+    }
     if inspect {
         tracing::warn!(
             "inspection API on: /_poxide/ shows every event and webhook and publishes without a signature; for test machines only"

@@ -116,6 +116,34 @@ fn the_binary_starts_with_defaults_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
+#[test]
+fn the_default_credentials_on_a_public_address_are_one_warning() {
+    use std::io::{BufRead, BufReader};
+    let warnings = |host: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_poxide"))
+            .args(["--host", host, "--port", "0"])
+            .env_remove("RUST_LOG")
+            .env_remove("PORT")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let listening = lines.next().unwrap().unwrap();
+        assert!(listening.contains("poxide listening on"), "{listening}");
+        Command::new("kill")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        child.wait().unwrap();
+        rest.into_iter()
+            .filter(|l| l.contains("WARN") && l.contains("public credentials"))
+            .count()
+    };
+    assert_eq!(warnings("0.0.0.0"), 1);
+    assert_eq!(warnings("127.0.0.1"), 0);
+}
+
 #[tokio::test]
 async fn health_checks_answer_for_balancers_and_probes() {
     let server = Server::new(test_config()).start().await.unwrap();
