@@ -63,6 +63,9 @@ pub struct AppConfig {
     /// (not from a browser, which always sends one) is accepted: the header is the browser's
     /// promise, and anything else can write whatever it likes in it.
     pub allowed_origins: Vec<String>,
+    /// Signed REST requests per second for this app, after a burst as large; over it: 429.
+    /// `None`: unlimited.
+    pub rest_rate: Option<u32>,
 }
 
 /// One webhook receiver.
@@ -162,6 +165,7 @@ impl Default for AppConfig {
             max_channels_per_connection: 1000,
             subscription_rate: 50,
             allowed_origins: Vec::new(),
+            rest_rate: None,
         }
     }
 }

@@ -252,6 +252,8 @@ pub enum ApiError {
     BodyTimeout(u64),
     #[error("Cluster state unavailable: the node cannot reach its Redis in time, try again")]
     Unavailable,
+    #[error("Too many requests: this app may make {0} REST requests per second")]
+    RateLimited(u32),
 }
 
 impl From<crate::hub::Unavailable> for ApiError {
@@ -276,6 +278,7 @@ impl ApiError {
             PayloadTooLarge { .. } | BodyTooLarge(_) => 413,
             BodyTimeout(_) => 408,
             Unavailable => 503,
+            RateLimited(_) => 429,
             InvalidBody(_)
             | MissingField(_)
             | InvalidChannelName { .. }
@@ -294,5 +297,18 @@ impl poem::error::ResponseError for ApiError {
     fn status(&self) -> poem::http::StatusCode {
         poem::http::StatusCode::from_u16(ApiError::status(self))
             .unwrap_or(poem::http::StatusCode::BAD_REQUEST)
+    }
+
+    /// Plain text as hosted Pusher answers, but a rate limit: JSON with `Retry-After`, as
+    /// HTTP clients and proxies expect of a 429.
+    fn as_response(&self) -> poem::Response {
+        let response = poem::Response::builder().status(poem::error::ResponseError::status(self));
+        match self {
+            ApiError::RateLimited(_) => response
+                .header(poem::http::header::RETRY_AFTER, "1")
+                .content_type("application/json")
+                .body(serde_json::json!({ "error": self.to_string() }).to_string()),
+            _ => response.body(self.to_string()),
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::{
     hub::Adapter,
     inspect::Inspector,
     record::Recorder,
+    session::TokenBucket,
     socket::{Bounds, SocketIds},
     subscription_count::SubscriptionCounts,
     webhook::Webhooks,
@@ -35,6 +36,34 @@ pub struct ServerState {
     /// The transcript recorder, with `record` set.
     pub recorder: Option<Arc<Recorder>>,
     pub socket_ids: SocketIds,
+    pub rest_limits: RestLimits,
+}
+
+/// Each app's REST budget (`rest_rate`), one token bucket per app.
+#[derive(Default)]
+pub struct RestLimits {
+    buckets: dashmap::DashMap<String, std::sync::Mutex<TokenBucket>>,
+}
+
+impl RestLimits {
+    pub fn admit(&self, app: &crate::config::AppConfig) -> Result<(), crate::error::ApiError> {
+        let Some(rate) = app.rest_rate else {
+            return Ok(());
+        };
+        let bucket = self
+            .buckets
+            .entry(app.id.clone())
+            .or_insert_with(|| std::sync::Mutex::new(TokenBucket::new(rate as usize, rate)));
+        let admitted = bucket
+            .lock()
+            .expect("not poisoned")
+            .take(tokio::time::Instant::now());
+        if admitted {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::RateLimited(rate))
+        }
+    }
 }
 
 impl ServerState {
@@ -65,6 +94,7 @@ impl ServerState {
             inspector,
             recorder,
             socket_ids: SocketIds::new(config.socket_id_seed),
+            rest_limits: RestLimits::default(),
             config,
             adapter,
             shutdown: CancellationToken::new(),

@@ -245,3 +245,60 @@ async fn browsers_from_origins_the_app_does_not_allow_are_closed_with_4009() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_app_over_its_rest_rate_gets_429_with_retry_after() {
+    let mut config = test_config();
+    config.apps[0].rest_rate = Some(1);
+    let server = Server::new(config).start().await.unwrap();
+    let api = Api::new(&server.http_url());
+    assert_eq!(api.call("GET", "/apps/app_id/channels", None).await.0, 200);
+    // One a second after a burst of one: the next ones soon meet the limit.
+    let query = || {
+        let params = poxide::signature::sign_rest_request(
+            "app_key",
+            "secret",
+            "GET",
+            "/apps/app_id/channels",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            b"",
+            &[],
+        );
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish()
+    };
+    let http = reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..50 {
+        let response = http
+            .get(format!(
+                "{}/apps/app_id/channels?{}",
+                server.http_url(),
+                query()
+            ))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("a 429 within 50 requests at 1/s");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"error": "Too many requests: this app may make 1 REST requests per second"})
+    );
+    // A request that is not the app's own does not spend its budget, and is refused as before.
+    let (status, _) = Api::new(&server.http_url())
+        .call("GET", "/apps/nope/channels", None)
+        .await;
+    assert_eq!(status, 404);
+    server.shutdown().await.unwrap();
+}

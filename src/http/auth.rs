@@ -32,6 +32,8 @@ impl<'a> FromRequest<'a> for Signed {
         // The query carries everything but the body's digest, so an unsigned request is
         // refused before a byte of its body is read.
         let app = authenticate(state, &app_id, req, &params)?;
+        // Counted once the request is the app's own: strangers cannot spend its budget.
+        state.rest_limits.admit(&app)?;
         let declared = req
             .header(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());
