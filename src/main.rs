@@ -105,14 +105,7 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "poxide=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {
         Some(Command::Conformance(args)) => runtime.block_on(poxide::conformance::cli::run(args)),
@@ -224,6 +217,22 @@ async fn write_ready_file(
     let partial = path.with_extension("partial");
     std::fs::write(&partial, format!("{ready}\n"))?;
     std::fs::rename(&partial, path)
+}
+
+/// Human-readable lines by default; one JSON object a line with `POXIDE_LOG_FORMAT=json`, for
+/// log shippers. `RUST_LOG` filters both (default `poxide=info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "poxide=info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("POXIDE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// Installs the handlers now; the future resolves on SIGINT or SIGTERM.

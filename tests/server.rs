@@ -117,6 +117,35 @@ fn the_binary_starts_with_defaults_and_stops_on_sigterm() {
 }
 
 #[test]
+fn logs_are_json_lines_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poxide"))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env_remove("RUST_LOG")
+        .env("POXIDE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(entry["level"], "INFO");
+    assert!(entry["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("poxide listening on 127.0.0.1:"));
+    assert_eq!(entry["fields"]["apps"], "app_id (key app_key)");
+}
+
+#[test]
 fn the_default_credentials_on_a_public_address_are_one_warning() {
     use std::io::{BufRead, BufReader};
     let warnings = |host: &str| {
