@@ -66,6 +66,9 @@ pub struct AppConfig {
     /// Signed REST requests per second for this app, after a burst as large; over it: 429.
     /// `None`: unlimited.
     pub rest_rate: Option<u32>,
+    /// New WebSocket connections per second per client address (after a burst as large);
+    /// over it the upgrade is refused with 429. `None`: unlimited.
+    pub connection_rate_per_ip: Option<u32>,
 }
 
 /// One webhook receiver.
@@ -166,6 +169,7 @@ impl Default for AppConfig {
             subscription_rate: 50,
             allowed_origins: Vec::new(),
             rest_rate: None,
+            connection_rate_per_ip: None,
         }
     }
 }
@@ -202,6 +206,8 @@ pub struct Config {
     pub socket_id_seed: Option<u64>,
     /// Write every exchange as conformance transcripts into this directory.
     pub record: Option<std::path::PathBuf>,
+    /// Peers whose `X-Forwarded-For` names the client (load balancers in front).
+    pub trusted_proxies: Vec<IpAddr>,
     pub apps: Vec<AppConfig>,
 }
 
@@ -246,6 +252,7 @@ impl Default for Config {
             inspect_capacity: 10_000,
             socket_id_seed: None,
             record: None,
+            trusted_proxies: Vec::new(),
             apps: vec![AppConfig::default()],
         }
     }
@@ -270,6 +277,7 @@ struct FileConfig {
     inspect_capacity: Option<usize>,
     socket_id_seed: Option<u64>,
     record: Option<std::path::PathBuf>,
+    trusted_proxies: Option<Vec<IpAddr>>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -508,6 +516,9 @@ impl Config {
         }
         config.socket_id_seed = file.socket_id_seed.or(config.socket_id_seed);
         config.record = file.record.or(config.record);
+        if let Some(proxies) = file.trusted_proxies {
+            config.trusted_proxies = proxies;
+        }
         if let Some(FileCluster {
             redis_url: Some(redis_url),
             prefix,

@@ -14,6 +14,7 @@
 
 mod apps;
 mod channel;
+mod client_ip;
 mod cluster;
 mod cmd;
 pub mod config;

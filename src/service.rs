@@ -37,7 +37,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>,
             let rest = rest.clone();
             async move {
                 let response = if websocket::is_upgrade(req.headers()) {
-                    upgrade::handle(req, &state)
+                    upgrade::handle(req, peer.ip(), &state)
                 } else {
                     let req = poem::Request::from((
                         req,

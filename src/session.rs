@@ -159,6 +159,12 @@ impl TokenBucket {
         true
     }
 
+    /// Whether the bucket has refilled to its capacity by `now` (nothing spent lately).
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.capacity
+    }
+
     /// Takes a token if there is one, never refusing.
     pub fn spend(&mut self, now: Instant) {
         self.refill(now);

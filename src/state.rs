@@ -7,6 +7,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     apps::Apps,
+    client_ip::ConnectionRates,
     config::Config,
     happenings::{Happenings, Observe},
     hub::Adapter,
@@ -37,6 +38,7 @@ pub struct ServerState {
     pub recorder: Option<Arc<Recorder>>,
     pub socket_ids: SocketIds,
     pub rest_limits: RestLimits,
+    pub connection_rates: ConnectionRates,
 }
 
 /// Each app's REST budget (`rest_rate`), one token bucket per app.
@@ -95,6 +97,7 @@ impl ServerState {
             recorder,
             socket_ids: SocketIds::new(config.socket_id_seed),
             rest_limits: RestLimits::default(),
+            connection_rates: ConnectionRates::default(),
             config,
             adapter,
             shutdown: CancellationToken::new(),

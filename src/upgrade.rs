@@ -2,7 +2,7 @@
 //! accepted, and what an upgrade on an unknown path gets. The HTTP layer hands every upgrade
 //! request here; once the 101 is written, the connection runs in its own tracked task.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -13,6 +13,7 @@ use poem::{
 use tokio::net::TcpStream;
 
 use crate::{
+    client_ip::client_ip,
     config::AppConfig,
     connection,
     error::CloseError,
@@ -32,7 +33,11 @@ enum Plan {
     Refuse(CloseError),
 }
 
-pub fn handle(mut req: hyper::Request<Incoming>, state: &Arc<ServerState>) -> Response {
+pub fn handle(
+    mut req: hyper::Request<Incoming>,
+    peer: IpAddr,
+    state: &Arc<ServerState>,
+) -> Response {
     let accept = match accept_key(req.method(), req.headers()) {
         Ok(accept) => accept,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into(),
@@ -47,6 +52,25 @@ pub fn handle(mut req: hyper::Request<Incoming>, state: &Arc<ServerState>) -> Re
         }
         plan => plan,
     };
+    if let Plan::Serve(app) = &plan {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let ip = client_ip(peer, forwarded, &state.config.trusted_proxies);
+        if !state.connection_rates.admit(app, ip) {
+            // Before the upgrade: a refused client costs no connection task.
+            let rate = app.connection_rate_per_ip.unwrap_or_default();
+            let message = format!(
+                "Too many connections: at most {rate} new connections per second from {ip}"
+            );
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header(header::RETRY_AFTER, "1")
+                .content_type("application/json")
+                .body(serde_json::json!({ "error": message }).to_string());
+        }
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let state = state.clone();
     state.tasks.clone().spawn(async move {

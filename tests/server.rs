@@ -331,3 +331,51 @@ async fn an_app_over_its_rest_rate_gets_429_with_retry_after() {
     assert_eq!(status, 404);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn new_connections_are_limited_per_client_address_behind_trusted_proxies() {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
+    let mut config = test_config();
+    config.apps[0].connection_rate_per_ip = Some(1);
+    config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let server = Server::new(config).start().await.unwrap();
+    let url = format!("{}/app/app_key?protocol=7", server.ws_url());
+    let open = |forwarded_for: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(address) = forwarded_for {
+                request.headers_mut().insert("X-Forwarded-For", address.parse().unwrap());
+            }
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    let mut kept = vec![open(None).await.expect("the first connection")];
+    // One a second after a burst of one: the next attempts from this address soon meet it.
+    let mut refused = None;
+    for _ in 0..50 {
+        match open(None).await {
+            Ok(ws) => kept.push(ws),
+            Err(Error::Http(response)) => {
+                refused = Some(response);
+                break;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let refused = refused.expect("a 429 within 50 attempts at 1/s");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value =
+        serde_json::from_slice(refused.body().as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "Too many connections: at most 1 new connections per second from 127.0.0.1"})
+    );
+    // Behind the trusted proxy, another client has a budget of its own.
+    let (mut other, _) = open(Some("198.51.100.1")).await.expect("another client's first");
+    let first: serde_json::Value = serde_json::from_str(&next_text(&mut other).await).unwrap();
+    assert_eq!(first["event"], "pusher:connection_established");
+    drop(kept);
+    server.shutdown().await.unwrap();
+}
