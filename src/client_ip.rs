@@ -60,7 +60,7 @@ impl ConnectionRates {
             && self.buckets.len() > PRUNE_ABOVE
         {
             self.buckets
-                .retain(|_, b| !b.lock().expect("not poisoned").is_full(now));
+                .retain(|_, b| !b.get_mut().expect("not poisoned").is_full(now));
         }
         admitted
     }

@@ -345,7 +345,9 @@ async fn new_connections_are_limited_per_client_address_behind_trusted_proxies()
         async move {
             let mut request = url.into_client_request().unwrap();
             if let Some(address) = forwarded_for {
-                request.headers_mut().insert("X-Forwarded-For", address.parse().unwrap());
+                request
+                    .headers_mut()
+                    .insert("X-Forwarded-For", address.parse().unwrap());
             }
             tokio_tungstenite::connect_async(request).await
         }
@@ -373,7 +375,9 @@ async fn new_connections_are_limited_per_client_address_behind_trusted_proxies()
         serde_json::json!({"error": "Too many connections: at most 1 new connections per second from 127.0.0.1"})
     );
     // Behind the trusted proxy, another client has a budget of its own.
-    let (mut other, _) = open(Some("198.51.100.1")).await.expect("another client's first");
+    let (mut other, _) = open(Some("198.51.100.1"))
+        .await
+        .expect("another client's first");
     let first: serde_json::Value = serde_json::from_str(&next_text(&mut other).await).unwrap();
     assert_eq!(first["event"], "pusher:connection_established");
     drop(kept);
