@@ -181,7 +181,7 @@ pub async fn serve(
                         last_heard = Instant::now();
                         match other {
                             Received::Binary => {
-                                state.happenings.emit(|| Happening::BinaryIn {
+                                state.happenings.emit_wire(|| Happening::BinaryIn {
                                     socket_id: outbox.socket_id().to_string(),
                                 });
                                 session.send_error(&FrameError::BinaryFrame, None)
@@ -193,7 +193,7 @@ pub async fn serve(
                     }
                 };
                 last_heard = Instant::now();
-                state.happenings.emit(|| Happening::FrameIn {
+                state.happenings.emit_wire(|| Happening::FrameIn {
                     socket_id: outbox.socket_id().to_string(),
                     text: text.to_string(),
                 });
@@ -249,7 +249,7 @@ pub async fn serve(
         }
     }
     // Before the departure's effects on others (member_removed...), which it causes.
-    state.happenings.emit(|| Happening::Closed {
+    state.happenings.emit_wire(|| Happening::Closed {
         socket_id: outbox.socket_id().to_string(),
         code: match &end {
             End::PeerClosed | End::Gone => None,
@@ -291,7 +291,7 @@ pub async fn serve(
 
 /// A frame is about to be written to the client.
 fn sent(state: &ServerState, outbox: &Outbox, frame: &Frame) {
-    state.happenings.emit(|| Happening::FrameOut {
+    state.happenings.emit_wire(|| Happening::FrameOut {
         socket_id: outbox.socket_id().to_string(),
         text: frame.text().to_string(),
     });

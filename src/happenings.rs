@@ -110,11 +110,19 @@ pub enum Happening {
 /// block.
 pub trait Observe: Send + Sync + 'static {
     fn observe(&self, happening: &Happening);
+
+    /// Whether it wants the wire itself (frames, closes, REST calls), which costs a copy per
+    /// frame: only observers that say so get them, through [`Happenings::emit_wire`].
+    fn wants_wire(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct Happenings {
     observers: Arc<Vec<Arc<dyn Observe>>>,
+    /// The observers that want the wire.
+    wire: Arc<Vec<Arc<dyn Observe>>>,
 }
 
 impl std::fmt::Debug for Happenings {
@@ -125,8 +133,14 @@ impl std::fmt::Debug for Happenings {
 
 impl Happenings {
     pub fn new(observers: Vec<Arc<dyn Observe>>) -> Self {
+        let wire = observers
+            .iter()
+            .filter(|o| o.wants_wire())
+            .cloned()
+            .collect();
         Happenings {
             observers: Arc::new(observers),
+            wire: Arc::new(wire),
         }
     }
 
@@ -137,12 +151,27 @@ impl Happenings {
 
     /// Builds the happening only when someone watches.
     pub fn emit(&self, happening: impl FnOnce() -> Happening) {
-        if self.observers.is_empty() {
-            return;
-        }
-        let happening = happening();
-        for observer in self.observers.iter() {
-            observer.observe(&happening);
-        }
+        dispatch(&self.observers, happening);
+    }
+
+    /// The same for the wire (frames, closes, REST calls): built only for the observers that
+    /// want it, so inspection alone adds nothing per frame.
+    pub fn emit_wire(&self, happening: impl FnOnce() -> Happening) {
+        dispatch(&self.wire, happening);
+    }
+
+    /// Whether an observer wants the wire (the REST middleware is installed only then).
+    pub fn wire_watched(&self) -> bool {
+        !self.wire.is_empty()
+    }
+}
+
+fn dispatch(observers: &[Arc<dyn Observe>], happening: impl FnOnce() -> Happening) {
+    if observers.is_empty() {
+        return;
+    }
+    let happening = happening();
+    for observer in observers {
+        observer.observe(&happening);
     }
 }

@@ -40,6 +40,24 @@ struct Group {
     written: usize,
     /// REST calls waiting for their answer: call id → index of their step.
     calls: HashMap<u64, usize>,
+    /// Steps were left out: the group reached [`MAX_STEPS`].
+    truncated: bool,
+}
+
+/// Steps one group keeps: connections that stay open for days must not grow it for ever.
+const MAX_STEPS: usize = 100_000;
+
+impl Group {
+    fn push(&mut self, step: Value) {
+        if self.steps.len() >= MAX_STEPS {
+            if !self.truncated {
+                self.truncated = true;
+                tracing::warn!("recording: a group of connections reached {MAX_STEPS} steps; the rest of it is not recorded");
+            }
+            return;
+        }
+        self.steps.push(step);
+    }
 }
 
 impl Recorder {
@@ -67,9 +85,14 @@ impl Recorder {
         }
         group.written += 1;
         let name = format!("recorded-{}-{:04}", self.started_ms, group.written);
+        let description = if group.truncated {
+            format!("Recorded by poxide --record (cut after {MAX_STEPS} steps)")
+        } else {
+            "Recorded by poxide --record".to_string()
+        };
         let header = json!({
             "name": name,
-            "description": "Recorded by poxide --record",
+            "description": description,
             "snapshot": false,
         });
         let mut text = format!("{header}\n");
@@ -79,6 +102,7 @@ impl Recorder {
         group.clients.clear();
         group.signatures = 0;
         group.calls.clear();
+        group.truncated = false;
         let path = self.dir.join(format!("{name}.jsonl"));
         if let Err(e) =
             std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&path, text))
@@ -217,6 +241,10 @@ fn answer(step: &mut Value, status: u16, response: &str, clients: &HashMap<Strin
 }
 
 impl Observe for Recorder {
+    fn wants_wire(&self) -> bool {
+        true
+    }
+
     fn observe(&self, happening: &Happening) {
         let mut group = self.group.lock().expect("not poisoned");
         let group = &mut *group;
@@ -227,7 +255,7 @@ impl Observe for Recorder {
                     .clients
                     .insert(socket.socket_id().to_string(), name.clone());
                 group.open += 1;
-                group.steps.push(json!({"connect": name}));
+                group.push(json!({"connect": name}));
             }
             Happening::FrameIn { socket_id, text } => {
                 let Some(name) = group.clients.get(socket_id).cloned() else {
@@ -236,16 +264,16 @@ impl Observe for Recorder {
                 let mut frame = match serde_json::from_str::<Value>(text) {
                     Ok(frame @ Value::Object(_)) => frame,
                     // Exactly as sent: not JSON, or JSON that is not an object.
-                    _ => return group.steps.push(json!({"send": name, "text": text})),
+                    _ => return group.push(json!({"send": name, "text": text})),
                 };
                 if is_ping_or_pong(&frame) {
                     return;
                 }
                 if let Some(step) = self.signature_step(group, socket_id, &name, &mut frame) {
-                    group.steps.push(step);
+                    group.push(step);
                 }
                 template(&mut frame, &group.clients);
-                group.steps.push(json!({"send": name, "frame": frame}));
+                group.push(json!({"send": name, "frame": frame}));
             }
             Happening::FrameOut { socket_id, text } => {
                 let Some(name) = group.clients.get(socket_id).cloned() else {
@@ -258,13 +286,13 @@ impl Observe for Recorder {
                     return;
                 }
                 template(&mut frame, &group.clients);
-                group.steps.push(json!({"expect": name, "frame": frame}));
+                group.push(json!({"expect": name, "frame": frame}));
             }
             Happening::Closed { socket_id, code } => {
                 let Some(name) = group.clients.get(socket_id).cloned() else {
                     return;
                 };
-                group.steps.push(match code {
+                group.push(match code {
                     Some(code) => json!({"expect_close": name, "code": code}),
                     None => json!({"disconnect": name}),
                 });
@@ -277,7 +305,7 @@ impl Observe for Recorder {
             }
             Happening::BinaryIn { socket_id } => {
                 if let Some(name) = group.clients.get(socket_id).cloned() {
-                    group.steps.push(json!({"send": name, "binary": ""}));
+                    group.push(json!({"send": name, "binary": ""}));
                 }
             }
             Happening::RestCall {
@@ -289,7 +317,7 @@ impl Observe for Recorder {
             } => {
                 if let Some(step) = self.rest_step(method, path, query, body, &group.clients) {
                     group.calls.insert(*id, group.steps.len());
-                    group.steps.push(step);
+                    group.push(step);
                 }
             }
             Happening::RestAnswer {
@@ -332,7 +360,7 @@ pub async fn observe_rest<E: poem::Endpoint>(
     req.set_body(body.clone());
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let id = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    state.happenings.emit(|| Happening::RestCall {
+    state.happenings.emit_wire(|| Happening::RestCall {
         id,
         method,
         path,
@@ -342,10 +370,58 @@ pub async fn observe_rest<E: poem::Endpoint>(
     let response = endpoint.get_response(req).await;
     let (parts, answer) = response.into_parts();
     let answer = answer.into_vec().await.unwrap_or_default();
-    state.happenings.emit(|| Happening::RestAnswer {
+    state.happenings.emit_wire(|| Happening::RestAnswer {
         id,
         status: parts.status.as_u16(),
         response: String::from_utf8_lossy(&answer).into_owned(),
     });
     Ok(poem::Response::from_parts(parts, answer.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::{Bounds, Outbox};
+
+    #[test]
+    fn a_group_keeps_at_most_max_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::new(dir.path().to_path_buf(), AppConfig::default());
+        let bounds = Bounds {
+            frames: 4,
+            bytes: 1 << 10,
+        };
+        let (socket, _queue) = Outbox::new("1.1".into(), bounds);
+        recorder.observe(&Happening::Connected {
+            app: "app_id".into(),
+            socket,
+        });
+        for _ in 0..MAX_STEPS + 10 {
+            recorder.observe(&Happening::FrameIn {
+                socket_id: "1.1".into(),
+                text: r#"{"event":"client-x","channel":"private-a","data":{}}"#.into(),
+            });
+        }
+        assert_eq!(recorder.group.lock().unwrap().steps.len(), MAX_STEPS);
+        recorder.observe(&Happening::Disconnected {
+            socket_id: "1.1".into(),
+        });
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            MAX_STEPS + 1,
+            "the header and the steps kept"
+        );
+        assert!(text
+            .lines()
+            .next()
+            .unwrap()
+            .contains("cut after 100000 steps"));
+    }
 }

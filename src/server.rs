@@ -54,7 +54,7 @@ impl Server {
             tokio::spawn(transitions::follow(state.clone(), events));
         }
         let routes = routes(state.inspector.is_some());
-        let rest: Rest = if state.recorder.is_some() {
+        let rest: Rest = if state.happenings.wire_watched() {
             Arc::new(
                 routes
                     .around(crate::record::observe_rest)

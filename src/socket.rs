@@ -104,6 +104,12 @@ pub struct CloseSignal {
 }
 
 impl CloseSignal {
+    /// The close requested so far.
+    #[cfg(test)]
+    pub fn reason(&self) -> Option<&CloseError> {
+        self.reason.get()
+    }
+
     /// Resolves once a close has been requested.
     pub async fn requested(&self) -> &CloseError {
         loop {

@@ -262,6 +262,21 @@ mod tests {
     }
 
     #[test]
+    fn a_joiner_that_misses_more_than_the_pending_cap_is_closed_as_too_slow() {
+        let local = Local::default();
+        let (tx, _commands) = mpsc::unbounded_channel();
+        let (s1, _q1) = socket("1.1");
+        let _ready = local.enter("t", &s1, &tx);
+        for n in 0..PENDING_CAP as u64 + 1 {
+            local.deliver("t", n + 1, "", &Frame::from("e"));
+        }
+        let buffered = local.channels.get("t").unwrap().pending["1.1"].frames.len();
+        assert_eq!(buffered, PENDING_CAP, "the buffer stops at its cap");
+        local.admit("t", &s1, vec![], 0);
+        assert_eq!(s1.close_signal().reason(), Some(&CloseError::OverCapacity));
+    }
+
+    #[test]
     fn the_topic_is_subscribed_once_and_released_with_its_last_connection() {
         let local = Local::default();
         let (tx, mut commands) = mpsc::unbounded_channel();

@@ -114,6 +114,25 @@ async fn every_subscriber_gets_each_event_once_whichever_node_it_is_on() {
         assert_eq!(next_event(ws).await["event"], "b2");
         assert_nothing_more(&api, ws, "chat").await;
     }
+    // What the clients made Redis hold goes with them: of the app's keys only its event
+    // counter stays (departures are popped once their grace period is over).
+    for (ws, _) in clients {
+        common::disconnect(ws).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let keys = redis
+            .cli(&["--scan", "--pattern", "fanout:{app_id}:*"])
+            .await;
+        if keys == "fanout:{app_id}:seq" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keys left behind: {keys}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
