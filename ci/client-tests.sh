@@ -81,7 +81,7 @@ start_poxide() {
 PORT="$(free_port)"
 CONFIG="$WORK/poxide.toml"
 SERVER_LOG="$WORK/poxide.log"
-{ printf 'host = "127.0.0.1"\nport = %s\n\n' "$PORT"; cat "$JS/apps.toml"; } >"$CONFIG"
+{ printf 'host = "127.0.0.1"\nport = %s\n\n[metrics]\nport = 0\n\n' "$PORT"; cat "$JS/apps.toml"; } >"$CONFIG"
 log "starting poxide on 127.0.0.1:$PORT"
 start_poxide "$CONFIG" "$SERVER_LOG" "$PORT"
 SERVER_PID=$STARTED_PID
@@ -118,7 +118,7 @@ if command -v redis-server >/dev/null 2>&1; then
   for n in 1 2 3; do
     node_port="$(free_port)"
     node_config="$WORK/node$n.toml"
-    { printf 'host = "127.0.0.1"\nport = %s\n\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\n\n' "$node_port" "$REDIS_PORT"; cat "$JS/apps.toml"; } >"$node_config"
+    { printf 'host = "127.0.0.1"\nport = %s\n\n[metrics]\nport = 0\n\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\n\n' "$node_port" "$REDIS_PORT"; cat "$JS/apps.toml"; } >"$node_config"
     log "starting cluster node $n on 127.0.0.1:$node_port"
     start_poxide "$node_config" "$WORK/node$n.log" "$node_port"
     NODE_PIDS+=("$STARTED_PID")

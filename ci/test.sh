@@ -2,7 +2,7 @@
 # Every test poxide has: formatting and lints, the Rust unit, property and conformance tests,
 # then the real client libraries (pusher-js, Laravel Echo, the Node and Python SDKs) against
 # the release binary, and every fuzz target briefly. Installs what it needs (npm packages, a
-# Python venv, cargo-fuzz, redis-server from Debian's packages); safe to run on a fresh machine.
+# Python venv, cargo-fuzz, redis-server and openssl from Debian's packages); safe to run on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +10,17 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-if ! command -v redis-server >/dev/null 2>&1; then
-  # The cluster tests start their own redis-server processes; they need the binary only.
-  echo "== installing redis-server (Debian package) for the cluster tests"
+# The cluster tests start their own redis-server processes; the TLS tests make certificates
+# with the openssl command. Both from Debian's packages, when missing.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages) for the cluster and TLS tests"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "== cargo test"
 cargo test --locked

@@ -28,4 +28,8 @@ impl Apps {
     pub fn by_key(&self, key: &str) -> Option<&Arc<AppConfig>> {
         self.by_key.get(key)
     }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
 }

@@ -1,7 +1,12 @@
 //! Configuration: the built-in defaults (Poxa's), the TOML file, the environment and command-line
 //! flags, merged in that order of precedence (flags > environment > file > defaults).
 
-use std::{collections::HashSet, net::IpAddr, path::Path, time::Duration};
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -108,7 +113,7 @@ impl WebhookTarget {
 }
 
 /// How webhooks are delivered, for every app.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookDelivery {
     /// `channel_vacated` and `member_removed` wait this long; a re-join within it cancels both.
@@ -208,7 +213,64 @@ pub struct Config {
     pub record: Option<std::path::PathBuf>,
     /// Peers whose `X-Forwarded-For` names the client (load balancers in front).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Set: a TLS listener serves the WebSocket and the REST API too (or alone).
+    pub tls: Option<TlsConfig>,
+    /// Set: Prometheus metrics on a listener of their own.
+    pub metrics: Option<MetricsConfig>,
     pub apps: Vec<AppConfig>,
+}
+
+/// `[tls]`: the certificate, and where the TLS listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM: the server's certificate, optionally followed by its chain.
+    pub cert: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM: intermediate certificates sent after `cert` (Poxa's `SSL_CACERTFILE`).
+    pub chain: Option<PathBuf>,
+    pub port: u16,
+    /// No plain listener: TLS only.
+    pub only: bool,
+}
+
+/// Poxa's `SSL_PORT` default.
+pub const DEFAULT_TLS_PORT: u16 = 8443;
+
+/// `[metrics]`: where Prometheus scrapes `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub host: IpAddr,
+    pub port: u16,
+}
+
+impl Default for MetricsConfig {
+    /// Loopback: metrics name apps and rates, which are not for everyone to read.
+    fn default() -> Self {
+        MetricsConfig {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 9601,
+        }
+    }
+}
+
+/// The TOML form of [`TlsConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    chain: Option<PathBuf>,
+    port: Option<u16>,
+    only: Option<bool>,
+}
+
+/// The TOML form of [`MetricsConfig`]; port 0 turns metrics off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    host: Option<IpAddr>,
+    port: Option<u16>,
 }
 
 /// `[cluster]`: the Redis that several nodes share.
@@ -253,6 +315,8 @@ impl Default for Config {
             socket_id_seed: None,
             record: None,
             trusted_proxies: Vec::new(),
+            tls: None,
+            metrics: Some(MetricsConfig::default()),
             apps: vec![AppConfig::default()],
         }
     }
@@ -278,29 +342,92 @@ struct FileConfig {
     socket_id_seed: Option<u64>,
     record: Option<std::path::PathBuf>,
     trusted_proxies: Option<Vec<IpAddr>>,
+    tls: Option<FileTls>,
+    metrics: Option<FileMetrics>,
     apps: Option<Vec<AppConfig>>,
 }
 
 /// Settings that can come from the environment or from flags; `None` leaves the lower layer's
-/// value. The app settings apply to the first (default) app.
-#[derive(Debug, Default, Clone)]
+/// value. The app settings apply to the first (default) app. As flags, each help line names the
+/// default and the environment variables (poxide's, then Poxa's).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
+    /// Address to listen on, or localhost [default: 0.0.0.0] [env: POXIDE_HOST]
+    #[arg(long)]
     pub host: Option<String>,
+    /// Port to listen on, 0 for any free one [default: 8080] [env: PORT, POXIDE_PORT]
+    #[arg(long)]
     pub port: Option<String>,
+    /// Id of the default (first) app [default: app_id] [env: POXIDE_APP_ID, POXA_APP_ID]
+    #[arg(long)]
     pub app_id: Option<String>,
+    /// Key of the default app [default: app_key] [env: POXIDE_APP_KEY, POXA_APP_KEY]
+    #[arg(long)]
     pub app_key: Option<String>,
+    /// Secret of the default app [default: secret] [env: POXIDE_APP_SECRET, POXA_SECRET]
+    #[arg(long)]
     pub app_secret: Option<String>,
+    /// Largest event data in bytes [default: 10240] [env: POXIDE_PAYLOAD_LIMIT, PAYLOAD_LIMIT]
+    #[arg(long)]
     pub payload_limit: Option<String>,
+    /// Seconds of silence before the server pings a client [default: 120]
+    /// [env: POXIDE_ACTIVITY_TIMEOUT, ACTIVITY_TIMEOUT]
+    #[arg(long)]
     pub activity_timeout: Option<String>,
+    /// Milliseconds to wait for an answer to a server ping before closing with 4201
+    /// [default: 30000] [env: POXIDE_PONG_TIMEOUT_MS]
+    #[arg(long)]
     pub pong_timeout_ms: Option<String>,
-    /// Adds a webhook receiver (all events) to the default app.
+    /// Send the default app's webhooks (all events) to this http:// or https:// URL
+    /// [env: POXIDE_WEBHOOK_URL, WEB_HOOK]
+    #[arg(long)]
     pub webhook_url: Option<String>,
+    /// Join the cluster of nodes that share this Redis (redis://host:6379/0)
+    /// [env: POXIDE_REDIS_URL]
+    #[arg(long)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel of the cluster [default: poxide]
+    /// [env: POXIDE_REDIS_PREFIX]
+    #[arg(long)]
     pub redis_prefix: Option<String>,
+    /// Milliseconds of silence after which a node is dead [default: 10000]
+    /// [env: POXIDE_NODE_TIMEOUT_MS]
+    #[arg(long)]
     pub node_timeout_ms: Option<String>,
+    /// Serve the test double's inspection API under /_poxide/ (unsigned: test machines only)
+    /// [env: POXIDE_INSPECT]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub inspect: Option<String>,
+    /// Socket ids from a sequence fixed by this number [env: POXIDE_SOCKET_ID_SEED]
+    #[arg(long)]
     pub socket_id_seed: Option<String>,
+    /// Write every exchange of the default app as conformance transcripts into this directory
+    /// [env: POXIDE_RECORD]
+    #[arg(long)]
     pub record: Option<String>,
+    /// Poxa's `POXA_SSL`: `true` needs a certificate, `false` turns TLS off.
+    #[arg(skip)]
+    pub tls: Option<String>,
+    /// PEM certificate (with its chain): serve TLS too [env: POXIDE_TLS_CERT, SSL_CERTFILE]
+    #[arg(long)]
+    pub tls_cert: Option<String>,
+    /// PEM private key of the certificate [env: POXIDE_TLS_KEY, SSL_KEYFILE]
+    #[arg(long)]
+    pub tls_key: Option<String>,
+    /// PEM intermediate certificates sent after the certificate
+    /// [env: POXIDE_TLS_CHAIN, SSL_CACERTFILE]
+    #[arg(long)]
+    pub tls_chain: Option<String>,
+    /// Port of the TLS listener [default: 8443] [env: POXIDE_TLS_PORT, SSL_PORT]
+    #[arg(long)]
+    pub tls_port: Option<String>,
+    /// Address of the metrics listener [default: 127.0.0.1] [env: POXIDE_METRICS_HOST]
+    #[arg(long)]
+    pub metrics_host: Option<String>,
+    /// Port of the Prometheus metrics listener (/metrics), 0 for none [default: 9601]
+    /// [env: POXIDE_METRICS_PORT]
+    #[arg(long)]
+    pub metrics_port: Option<String>,
 }
 
 impl Overrides {
@@ -331,6 +458,13 @@ impl Overrides {
             inspect: pick(&["POXIDE_INSPECT"]),
             socket_id_seed: pick(&["POXIDE_SOCKET_ID_SEED"]),
             record: pick(&["POXIDE_RECORD"]),
+            tls: pick(&["POXA_SSL"]),
+            tls_cert: pick(&["POXIDE_TLS_CERT", "SSL_CERTFILE"]),
+            tls_key: pick(&["POXIDE_TLS_KEY", "SSL_KEYFILE"]),
+            tls_chain: pick(&["POXIDE_TLS_CHAIN", "SSL_CACERTFILE"]),
+            tls_port: pick(&["POXIDE_TLS_PORT", "SSL_PORT"]),
+            metrics_host: pick(&["POXIDE_METRICS_HOST"]),
+            metrics_port: pick(&["POXIDE_METRICS_PORT"]),
         };
         (o, used)
     }
@@ -338,19 +472,10 @@ impl Overrides {
     fn apply(&self, config: &mut Config, source: &str) -> Result<(), ConfigError> {
         let key = |name: &str| format!("{name} ({source})");
         if let Some(v) = &self.host {
-            let address = if v.eq_ignore_ascii_case("localhost") {
-                "127.0.0.1"
-            } else {
-                v.as_str()
-            };
-            config.host = address.parse().map_err(|_| ConfigError::Invalid {
-                key: key("host"),
-                value: v.clone(),
-                expected: "an IP address such as 0.0.0.0, or localhost",
-            })?;
+            config.host = parse_host(v, &key("host"))?;
         }
         if let Some(v) = &self.port {
-            config.port = parse_number(v, &key("port"))?;
+            config.port = parse_port(v, &key("port"))?;
         }
         if let Some(v) = &self.activity_timeout {
             config.activity_timeout =
@@ -360,17 +485,22 @@ impl Overrides {
             config.pong_timeout = Duration::from_millis(parse_number(v, &key("pong_timeout_ms"))?);
         }
         if let Some(v) = &self.inspect {
-            config.inspect = match v.trim() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        key: key("inspect"),
-                        value: v.clone(),
-                        expected: "true or false",
-                    })
+            config.inspect = parse_bool(v, &key("inspect"))?;
+        }
+        self.apply_tls(config, &key)?;
+        if let Some(v) = &self.metrics_port {
+            match parse_port(v, &key("metrics_port"))? {
+                0 => config.metrics = None,
+                port => {
+                    config
+                        .metrics
+                        .get_or_insert_with(MetricsConfig::default)
+                        .port = port
                 }
-            };
+            }
+        }
+        if let (Some(v), Some(metrics)) = (&self.metrics_host, &mut config.metrics) {
+            metrics.host = parse_host(v, &key("metrics_host"))?;
         }
         if let Some(dir) = &self.record {
             config.record = Some(dir.into());
@@ -420,12 +550,100 @@ impl Overrides {
     }
 }
 
+impl Overrides {
+    /// A certificate turns TLS on; Poxa's `POXA_SSL=true` insists on one, `false` turns TLS off.
+    /// A port alone changes an existing TLS listener only (Poxa ignores `SSL_PORT` without
+    /// `POXA_SSL` too).
+    fn apply_tls(
+        &self,
+        config: &mut Config,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        let switch = self
+            .tls
+            .as_deref()
+            .map(|v| parse_bool(v, &key("POXA_SSL")))
+            .transpose()?;
+        if switch == Some(false) {
+            config.tls = None;
+            return Ok(());
+        }
+        if self.tls_cert.is_some() || self.tls_key.is_some() || switch == Some(true) {
+            let tls = config.tls.get_or_insert_with(|| TlsConfig {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                chain: None,
+                port: DEFAULT_TLS_PORT,
+                only: false,
+            });
+            if let Some(cert) = &self.tls_cert {
+                tls.cert = cert.into();
+            }
+            if let Some(k) = &self.tls_key {
+                tls.key = k.into();
+            }
+        }
+        if let Some(tls) = &mut config.tls {
+            if let Some(chain) = &self.tls_chain {
+                tls.chain = Some(chain.into());
+            }
+            if let Some(v) = &self.tls_port {
+                tls.port = parse_port(v, &key("tls_port"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(value: &str, key: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            expected: "true or false",
+        }),
+    }
+}
+
+fn parse_host(value: &str, key: &str) -> Result<IpAddr, ConfigError> {
+    let address = if value.eq_ignore_ascii_case("localhost") {
+        "127.0.0.1"
+    } else {
+        value
+    };
+    address.parse().map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: "an IP address such as 0.0.0.0, or localhost",
+    })
+}
+
+fn parse_port(value: &str, key: &str) -> Result<u16, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: "a port from 0 to 65535",
+    })
+}
+
 fn parse_number<T: std::str::FromStr>(value: &str, key: &str) -> Result<T, ConfigError> {
     value.trim().parse().map_err(|_| ConfigError::Invalid {
         key: key.to_string(),
         value: value.to_string(),
         expected: "a non-negative integer",
     })
+}
+
+/// A setting that differs from its default, and the layer that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    /// Secrets and passwords shown as `***`.
+    pub value: String,
+    /// `file`, `environment` or `flag`.
+    pub source: &'static str,
 }
 
 impl Config {
@@ -435,6 +653,15 @@ impl Config {
         env: &Overrides,
         flags: &Overrides,
     ) -> Result<Config, ConfigError> {
+        Self::load_explained(file, env, flags).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], with every setting that is not at its default and where it came from.
+    pub fn load_explained(
+        file: Option<&Path>,
+        env: &Overrides,
+        flags: &Overrides,
+    ) -> Result<(Config, Vec<Setting>), ConfigError> {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -451,10 +678,118 @@ impl Config {
             }
             None => Config::default(),
         };
+        let from_file = config.describe();
         env.apply(&mut config, "environment")?;
+        let from_env = config.describe();
         flags.apply(&mut config, "flag")?;
         config.validate()?;
-        Ok(config)
+        let defaults: std::collections::HashMap<String, String> =
+            Config::default().describe().into_iter().collect();
+        let (from_file, from_env): (
+            std::collections::HashMap<_, _>,
+            std::collections::HashMap<_, _>,
+        ) = (
+            from_file.into_iter().collect(),
+            from_env.into_iter().collect(),
+        );
+        let settings = config
+            .describe()
+            .into_iter()
+            .filter(|(key, value)| defaults.get(key) != Some(value))
+            .map(|(key, value)| {
+                let source = if from_env.get(&key) != Some(&value) {
+                    "flag"
+                } else if from_file.get(&key) != Some(&value) {
+                    "environment"
+                } else {
+                    "file"
+                };
+                // Compared in full, shown hidden.
+                let value = if key.ends_with(".secret") {
+                    "***".to_string()
+                } else if key == "cluster.redis_url" {
+                    hide_password(&value)
+                } else {
+                    value
+                };
+                Setting { key, value, source }
+            })
+            .collect();
+        Ok((config, settings))
+    }
+
+    /// Every setting as `key = value`, in a stable order (secrets included: see the caller).
+    fn describe(&self) -> Vec<(String, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut out: Vec<(String, String)> = vec![
+            ("host".into(), self.host.to_string()),
+            ("port".into(), self.port.to_string()),
+            (
+                "activity_timeout".into(),
+                self.activity_timeout.as_secs().to_string(),
+            ),
+            ("pong_timeout_ms".into(), ms(self.pong_timeout)),
+            ("outbox_capacity".into(), self.outbox_capacity.to_string()),
+            ("outbox_bytes".into(), self.outbox_bytes.to_string()),
+            ("write_timeout_ms".into(), ms(self.write_timeout)),
+            (
+                "http_header_timeout_ms".into(),
+                ms(self.http_header_timeout),
+            ),
+            ("http_body_timeout_ms".into(), ms(self.http_body_timeout)),
+            ("inspect".into(), self.inspect.to_string()),
+            ("inspect_capacity".into(), self.inspect_capacity.to_string()),
+            (
+                "socket_id_seed".into(),
+                format!("{:?}", self.socket_id_seed),
+            ),
+            ("record".into(), format!("{:?}", self.record)),
+            (
+                "trusted_proxies".into(),
+                format!("{:?}", self.trusted_proxies),
+            ),
+            (
+                "metrics".into(),
+                match &self.metrics {
+                    Some(m) => format!("{}:{}", m.host, m.port),
+                    None => "off".into(),
+                },
+            ),
+        ];
+        let mut fields = |prefix: &str, value: serde_json::Value| {
+            if let serde_json::Value::Object(map) = value {
+                for (k, v) in map {
+                    out.push((format!("{prefix}.{k}"), v.to_string()));
+                }
+            }
+        };
+        fields(
+            "webhook_delivery",
+            serde_json::to_value(&self.webhook_delivery).unwrap_or_default(),
+        );
+        for (i, app) in self.apps.iter().enumerate() {
+            fields(
+                &format!("apps[{i}]"),
+                serde_json::to_value(app).unwrap_or_default(),
+            );
+        }
+        if let Some(c) = &self.cluster {
+            out.push(("cluster.redis_url".into(), c.redis_url.clone()));
+            out.push(("cluster.prefix".into(), c.prefix.clone()));
+            out.push(("cluster.node_timeout_ms".into(), ms(c.node_timeout)));
+        }
+        if let Some(t) = &self.tls {
+            out.push(("tls.cert".into(), t.cert.display().to_string()));
+            out.push(("tls.key".into(), t.key.display().to_string()));
+            if let Some(chain) = &t.chain {
+                out.push(("tls.chain".into(), chain.display().to_string()));
+            }
+            out.push(("tls.port".into(), t.port.to_string()));
+            if t.only {
+                out.push(("tls.only".into(), "true".into()));
+            }
+        }
+        out
     }
 
     /// Parses a TOML document; unset keys keep their defaults.
@@ -530,6 +865,25 @@ impl Config {
                 prefix: prefix.unwrap_or_else(|| DEFAULT_PREFIX.into()),
                 node_timeout: node_timeout_ms.map_or(DEFAULT_NODE_TIMEOUT, Duration::from_millis),
             });
+        }
+        if let Some(t) = file.tls {
+            config.tls = Some(TlsConfig {
+                cert: t.cert.unwrap_or_default(),
+                key: t.key.unwrap_or_default(),
+                chain: t.chain,
+                port: t.port.unwrap_or(DEFAULT_TLS_PORT),
+                only: t.only.unwrap_or(false),
+            });
+        }
+        if let Some(m) = file.metrics {
+            let defaults = MetricsConfig::default();
+            config.metrics = match m.port {
+                Some(0) => None,
+                port => Some(MetricsConfig {
+                    host: m.host.unwrap_or(defaults.host),
+                    port: port.unwrap_or(defaults.port),
+                }),
+            };
         }
         if let Some(apps) = file.apps {
             config.apps = apps;
@@ -635,15 +989,12 @@ impl Config {
             }
             for (j, hook) in app.webhooks.iter().enumerate() {
                 let hook_key = |name: &str| key(&format!("webhooks[{j}].{name}"));
-                if hook.url.starts_with("https://") {
+                if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                     return invalid(
                         hook_key("url"),
                         hook.url.clone(),
-                        "an http:// URL: this build sends webhooks without TLS",
+                        "an http:// or https:// URL",
                     );
-                }
-                if !hook.url.starts_with("http://") {
-                    return invalid(hook_key("url"), hook.url.clone(), "an http:// URL");
                 }
                 for t in hook.event_types.iter().flatten() {
                     if !WEBHOOK_EVENT_TYPES.contains(&t.as_str()) {
@@ -669,6 +1020,24 @@ impl Config {
                 if value == 0 {
                     return invalid(key(name), "0".into(), "a positive integer");
                 }
+            }
+        }
+        if let Some(tls) = &self.tls {
+            for (name, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if path.as_os_str().is_empty() {
+                    return invalid(
+                        name.into(),
+                        String::new(),
+                        "a PEM file: TLS needs a certificate and its key (POXIDE_TLS_CERT and POXIDE_TLS_KEY, or Poxa's SSL_CERTFILE and SSL_KEYFILE)",
+                    );
+                }
+            }
+            if !tls.only && tls.port == self.port && tls.port != 0 {
+                return invalid(
+                    "tls.port".into(),
+                    tls.port.to_string(),
+                    "a port other than the plain listener's (or tls.only = true)",
+                );
             }
         }
         if let Some(cluster) = &self.cluster {
@@ -698,6 +1067,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// `redis://:password@host` → `redis://:***@host`.
+pub fn hide_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            let hidden = if credentials.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{}{hidden}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -946,7 +1332,7 @@ mod tests {
         let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value for port (environment): \"eighty\" (a non-negative integer)"
+            "invalid value for port (environment): \"eighty\" (a port from 0 to 65535)"
         );
 
         let err = Config::from_toml("[[apps]]\nid='a'\nkey='k'\nsecret=''\n").unwrap_err();
@@ -973,5 +1359,161 @@ mod tests {
             err.to_string(),
             "invalid value for apps[1].id: \"a\" (an id no other app uses)"
         );
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Overrides {
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Overrides::from_env(|name| vars.get(name).cloned()).0
+    }
+
+    #[test]
+    fn poxas_ssl_variables_start_a_tls_listener() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("POXA_SSL", "true"),
+                ("SSL_PORT", "9443"),
+                ("SSL_CERTFILE", "/c.pem"),
+                ("SSL_KEYFILE", "/k.pem"),
+                ("SSL_CACERTFILE", "/chain.pem"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsConfig {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into(),
+                chain: Some("/chain.pem".into()),
+                port: 9443,
+                only: false,
+            })
+        );
+        // poxide's own names win over Poxa's; a certificate alone turns TLS on.
+        let c = Config::load(
+            None,
+            &env(&[
+                ("POXIDE_TLS_CERT", "/mine.pem"),
+                ("SSL_CERTFILE", "/poxa.pem"),
+                ("POXIDE_TLS_KEY", "/k.pem"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!((tls.cert.to_str(), tls.port), (Some("/mine.pem"), 8443));
+        // POXA_SSL=false wins over files, as in Poxa; SSL_PORT alone changes nothing.
+        for vars in [
+            vec![
+                ("POXA_SSL", "false"),
+                ("SSL_CERTFILE", "/c.pem"),
+                ("SSL_KEYFILE", "/k.pem"),
+            ],
+            vec![("SSL_PORT", "9443")],
+        ] {
+            let c = Config::load(None, &env(&vars), &Overrides::default()).unwrap();
+            assert_eq!(c.tls, None, "{vars:?}");
+        }
+        let err = Config::load(
+            None,
+            &env(&[("POXA_SSL", "yes please")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for POXA_SSL (environment): \"yes please\" (true or false)"
+        );
+    }
+
+    #[test]
+    fn tls_and_metrics_from_the_file() {
+        let c = Config::from_toml(
+            "port = 80\n[tls]\ncert = 'c.pem'\nkey = 'k.pem'\nport = 443\n[metrics]\nhost = '0.0.0.0'\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.as_ref().map(|t| t.port), Some(443));
+        assert_eq!(
+            c.metrics,
+            Some(MetricsConfig {
+                host: [0, 0, 0, 0].into(),
+                port: 9601
+            })
+        );
+        assert_eq!(
+            Config::from_toml("[metrics]\nport = 0\n").unwrap().metrics,
+            None
+        );
+        let err = Config::from_toml("[tls]\ncert = 'c.pem'\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid value for tls.key"),
+            "{err}"
+        );
+        let err = Config::from_toml("port = 8443\n[tls]\ncert = 'c'\nkey = 'k'\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for tls.port: \"8443\" (a port other than the plain listener's (or tls.only = true))"
+        );
+        let off = Config::load(
+            None,
+            &env(&[("POXIDE_METRICS_PORT", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(off.metrics, None);
+    }
+
+    #[test]
+    fn settings_not_at_their_default_name_their_source_and_hide_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poxide.toml");
+        std::fs::write(
+            &path,
+            "port = 1000\noutbox_capacity = 7\n[cluster]\nredis_url = 'redis://:hunter2@db:6379'\n[[apps]]\nid='f'\nkey='fk'\nsecret='fs'\n",
+        )
+        .unwrap();
+        let env = Overrides {
+            port: Some("2000".into()),
+            app_secret: Some("from-env".into()),
+            ..Default::default()
+        };
+        let flags = Overrides {
+            activity_timeout: Some("60".into()),
+            ..Default::default()
+        };
+        let (_, settings) = Config::load_explained(Some(&path), &env, &flags).unwrap();
+        let shown: Vec<String> = settings
+            .iter()
+            .map(|s| format!("{} = {} ({})", s.key, s.value, s.source))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                "port = 2000 (environment)",
+                "activity_timeout = 60 (flag)",
+                "outbox_capacity = 7 (file)",
+                "apps[0].id = \"f\" (file)",
+                "apps[0].key = \"fk\" (file)",
+                "apps[0].secret = *** (environment)",
+                "cluster.redis_url = redis://:***@db:6379 (file)",
+                "cluster.prefix = poxide (file)",
+                "cluster.node_timeout_ms = 10000 (file)",
+            ]
+        );
+        let (_, none) =
+            Config::load_explained(None, &Overrides::default(), &Overrides::default()).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_urls() {
+        assert_eq!(hide_password("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(hide_password("rediss://user:pw@h"), "rediss://user:***@h");
+        assert_eq!(hide_password("redis://token@h"), "redis://***@h");
+        assert_eq!(hide_password("redis://h:6379"), "redis://h:6379");
     }
 }

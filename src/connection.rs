@@ -51,6 +51,7 @@ pub fn message_cap(payload_limit: usize) -> usize {
 }
 
 /// How a connection's loop ended.
+#[derive(Debug)]
 enum End {
     /// The server decided: send `pusher:error` (unless over capacity) and close with the code.
     Close(CloseError),
@@ -58,12 +59,15 @@ enum End {
     PeerClosed,
     /// The client broke the transport's rules.
     Violation(u16, &'static str),
-    /// Nothing can be written any more: the socket is gone or does not drain.
+    /// The socket failed.
     Gone,
+    /// The peer took none of the unwritten bytes for `write_timeout`: it is not reading.
+    Stalled,
 }
 
 /// Closes a new connection at once: the handshake itself was refused.
 pub async fn refuse(source: impl Source, mut sink: impl Sink, reason: CloseError) {
+    crate::log_limit::connection_refused(&format_args!("{} ({})", reason, reason.code()));
     sink.push(&frame::error(&reason.to_string(), Some(reason.code())));
     sink.push_close(reason.code(), &reason.to_string());
     finish(source, sink).await;
@@ -103,6 +107,7 @@ pub async fn serve(
         };
         return refuse(source, sink, reason).await;
     }
+    tracing::debug!(app = %app.id, socket = outbox.socket_id(), "connected");
     state.happenings.emit(|| Happening::Connected {
         app: app.id.clone(),
         socket: outbox.clone(),
@@ -117,6 +122,7 @@ pub async fn serve(
     ));
 
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
+    let meters = state.metrics.as_ref().map(|m| m.meters(&app.id));
     // The timers are created once and move only when they fire (they check the time of the last
     // frame or write instead): a delivery touches no timer, and no shared lock.
     let now = Instant::now();
@@ -146,8 +152,7 @@ pub async fn serve(
                 if sink.backlog() == 0 {
                     last_progress = now;
                 } else if now.duration_since(last_progress) >= write_timeout {
-                    tracing::debug!(socket = outbox.socket_id(), "peer stopped reading: dropped");
-                    break End::Gone;
+                    break End::Stalled;
                 }
                 stall.as_mut().reset(last_progress + write_timeout);
             }
@@ -157,15 +162,21 @@ pub async fn serve(
                 }
                 sent(&state, &outbox, &first);
                 sink.push(&first);
+                let (mut frames, mut bytes) = (1, first.wire().len());
                 // Whatever else is queued goes out in the same vectored write.
                 for _ in 1..PULL_BATCH {
                     match queue.try_recv() {
                         Some(next) => {
                             sent(&state, &outbox, &next);
                             sink.push(&next);
+                            frames += 1;
+                            bytes += next.wire().len();
                         }
                         None => break,
                     }
+                }
+                if let Some(meters) = &meters {
+                    meters.sent(frames, bytes as u64);
                 }
                 if sink.try_write().is_err() {
                     break End::Gone;
@@ -193,6 +204,9 @@ pub async fn serve(
                     }
                 };
                 last_heard = Instant::now();
+                if let Some(meters) = &meters {
+                    meters.received(text.len() as u64);
+                }
                 state.happenings.emit_wire(|| Happening::FrameIn {
                     socket_id: outbox.socket_id().to_string(),
                     text: text.to_string(),
@@ -239,22 +253,50 @@ pub async fn serve(
     if let End::Close(reason) = &end {
         if *reason != CloseError::OverCapacity {
             // Whatever was queued before the decision still goes out first.
+            let (mut frames, mut bytes) = (0, 0);
             while let Some(frame) = queue.try_recv() {
                 sent(&state, &outbox, &frame);
                 sink.push(&frame);
+                frames += 1;
+                bytes += frame.wire().len();
             }
             let error = frame::error(&reason.to_string(), Some(reason.code()));
             sent(&state, &outbox, &error);
             sink.push(&error);
+            if let Some(meters) = &meters {
+                meters.sent(frames + 1, (bytes + error.wire().len()) as u64);
+            }
         }
     }
+    match &end {
+        End::Stalled => tracing::warn!(
+            app = %app.id,
+            socket = outbox.socket_id(),
+            "slow consumer dropped: it took none of its unwritten frames for {:?}",
+            write_timeout
+        ),
+        End::Close(CloseError::OverCapacity) => tracing::warn!(
+            app = %app.id,
+            socket = outbox.socket_id(),
+            "slow consumer closed with 4100: its queue of unwritten frames was full"
+        ),
+        _ => {}
+    }
+    tracing::debug!(app = %app.id, socket = outbox.socket_id(), end = ?end, "connection ended");
     // Before the departure's effects on others (member_removed...), which it causes.
-    state.happenings.emit_wire(|| Happening::Closed {
+    state.happenings.emit(|| Happening::Closed {
+        app: app.id.clone(),
         socket_id: outbox.socket_id().to_string(),
         code: match &end {
-            End::PeerClosed | End::Gone => None,
+            End::PeerClosed | End::Gone | End::Stalled => None,
             End::Violation(code, _) => Some(*code),
             End::Close(reason) => Some(reason.code()),
+        },
+        end: match &end {
+            End::PeerClosed => "client",
+            End::Gone => "gone",
+            End::Stalled => "stalled",
+            End::Violation(..) | End::Close(_) => "server",
         },
     });
     session.close().await;
@@ -264,7 +306,7 @@ pub async fn serve(
         .await;
 
     match end {
-        End::Gone => {}
+        End::Gone | End::Stalled => {}
         End::PeerClosed => {
             sink.push_close(1000, "");
             finish(source, sink).await;
@@ -285,6 +327,7 @@ pub async fn serve(
         }
     }
     state.happenings.emit(|| Happening::Disconnected {
+        app: app.id.clone(),
         socket_id: outbox.socket_id().to_string(),
     });
 }

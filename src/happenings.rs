@@ -1,11 +1,11 @@
-//! One stream of what happens in the server: connections, subscriptions, published events and
-//! webhooks. Every observer (today the inspection records of the test double; the console and
-//! metrics are meant to follow) reads this one stream instead of hooks of its own in each
+//! One stream of what happens in the server: connections, subscriptions, published events,
+//! webhooks and refusals. Every observer (the inspection records of the test double, the
+//! transcript recorder, the metrics; the console is meant to follow) reads this one stream instead of hooks of its own in each
 //! module. With no observer, emitting is a check of an empty list: the hot path pays nothing.
 
 use std::sync::Arc;
 
-use crate::{socket::Outbox, webhook::WebhookEvent};
+use crate::{metrics::Limit, socket::Outbox, webhook::WebhookEvent};
 
 /// Where a published event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +41,7 @@ pub enum Happening {
         socket: Outbox,
     },
     Disconnected {
+        app: String,
         socket_id: String,
     },
     Subscribed {
@@ -55,7 +56,13 @@ pub enum Happening {
         socket_id: String,
         user_id: String,
     },
+    /// See [`Happenings::emit_published`].
     Published(Published),
+    /// A REST event was published to `channels` channels (data left out).
+    ApiPublished {
+        app: String,
+        channels: usize,
+    },
     /// A webhook event left the grace period and batching: `targets` are the receivers that
     /// want it (possibly none), `id` names it in later [`Happening::Delivery`]s.
     Webhook {
@@ -78,10 +85,13 @@ pub enum Happening {
         socket_id: String,
         text: String,
     },
-    /// A connection ended: closed by the server with `code`, or by the client (`None`).
+    /// A connection ended: closed by the server with `code`, or (`None`) as `end` says:
+    /// `client` (its close frame), `gone` (the socket failed), `stalled` (it stopped reading).
     Closed {
+        app: String,
         socket_id: String,
         code: Option<u16>,
+        end: &'static str,
     },
     /// A REST API call, before it is handled (so it precedes what it causes).
     RestCall {
@@ -97,12 +107,30 @@ pub enum Happening {
         status: u16,
         response: String,
     },
-    /// A webhook request to `url` carrying the events `ids` ended.
+    /// A webhook request to `url` carrying the events `ids` of `app` ended.
     Delivery {
+        app: String,
         ids: Vec<u64>,
         url: String,
         delivered: bool,
         attempts: u32,
+    },
+    /// A REST API call was answered (for metrics: no bodies).
+    ApiAnswered {
+        /// A configured app's id, or `unknown`.
+        app: String,
+        endpoint: &'static str,
+        status: u16,
+        seconds: f64,
+    },
+    /// A webhook event was dropped: the queue, or the app's share of it, was full.
+    WebhookDropped {
+        app: String,
+    },
+    /// A rate limit refused something.
+    RateLimited {
+        app: String,
+        limit: Limit,
     },
 }
 
@@ -116,6 +144,18 @@ pub trait Observe: Send + Sync + 'static {
     fn wants_wire(&self) -> bool {
         false
     }
+
+    /// Whether it wants each published event with its data ([`Happening::Published`], a copy
+    /// per channel); those that do not see [`Happening::ApiPublished`] only.
+    fn wants_published(&self) -> bool {
+        true
+    }
+
+    /// Whether it wants every webhook event, also those no receiver of the app asked for
+    /// (which then go through the dispatcher just to be seen).
+    fn wants_unwanted_webhooks(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Default)]
@@ -123,6 +163,9 @@ pub struct Happenings {
     observers: Arc<Vec<Arc<dyn Observe>>>,
     /// The observers that want the wire.
     wire: Arc<Vec<Arc<dyn Observe>>>,
+    /// The observers that want published events with their data.
+    published: Arc<Vec<Arc<dyn Observe>>>,
+    unwanted_webhooks: bool,
 }
 
 impl std::fmt::Debug for Happenings {
@@ -138,15 +181,22 @@ impl Happenings {
             .filter(|o| o.wants_wire())
             .cloned()
             .collect();
+        let published = observers
+            .iter()
+            .filter(|o| o.wants_published())
+            .cloned()
+            .collect();
         Happenings {
+            published: Arc::new(published),
+            unwanted_webhooks: observers.iter().any(|o| o.wants_unwanted_webhooks()),
             observers: Arc::new(observers),
             wire: Arc::new(wire),
         }
     }
 
-    /// Whether anyone is watching, so callers can skip building a happening.
-    pub fn watched(&self) -> bool {
-        !self.observers.is_empty()
+    /// Whether an observer wants webhook events that no receiver asked for.
+    pub fn unwanted_webhooks_watched(&self) -> bool {
+        self.unwanted_webhooks
     }
 
     /// Builds the happening only when someone watches.
@@ -158,6 +208,11 @@ impl Happenings {
     /// want it, so inspection alone adds nothing per frame.
     pub fn emit_wire(&self, happening: impl FnOnce() -> Happening) {
         dispatch(&self.wire, happening);
+    }
+
+    /// A published event with its data, built only for the observers that want it.
+    pub fn emit_published(&self, published: impl FnOnce() -> Published) {
+        dispatch(&self.published, || Happening::Published(published()));
     }
 
     /// Whether an observer wants the wire (the REST middleware is installed only then).

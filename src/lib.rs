@@ -1,6 +1,7 @@
 //! poxide: a server for the Pusher Channels protocol.
 //!
-//! The layout follows the path of a message. `listener` accepts TCP, `service` serves HTTP/1.1
+//! The layout follows the path of a message. `listener` accepts TCP (`tls` for its TLS
+//! listener), `service` serves HTTP/1.1
 //! on each connection and hands WebSocket upgrades to `upgrade`; `websocket/` is that transport
 //! (behind the `transport` seam) and `connection` runs one client over it, parsing with `frame`
 //! (wire format) and `channel` (names) and dispatching to `cmd/`. `hub/` holds channel state
@@ -28,6 +29,8 @@ mod http;
 mod hub;
 mod inspect;
 mod listener;
+mod log_limit;
+mod metrics;
 mod record;
 mod server;
 mod service;
@@ -37,6 +40,7 @@ mod socket;
 mod state;
 mod subscription_count;
 pub mod testing;
+mod tls;
 mod transitions;
 mod transport;
 mod upgrade;
@@ -44,5 +48,6 @@ mod webhook;
 mod websocket;
 
 pub use config::{AppConfig, Config};
-pub use server::{RunningServer, Server};
+pub use server::{RunningServer, Server, StartError};
+pub use tls::TlsError;
 pub use webhook::WebhookStats;

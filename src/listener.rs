@@ -1,10 +1,11 @@
-//! Accepting TCP connections. Each accepted socket gets Nagle's algorithm off and its own
-//! tracked task. When accepting fails (every descriptor taken, most often) the loop backs off
+//! Accepting TCP connections, on the plain listener or the TLS one. Each accepted socket gets
+//! Nagle's algorithm off and its own tracked task. When accepting fails (every descriptor taken, most often) the loop backs off
 //! instead of spinning, and says so once per interval with a count, not once per failure.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, time::Instant};
+use tokio_rustls::TlsAcceptor;
 
 use crate::{service::Rest, state::ServerState};
 
@@ -13,7 +14,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accept failures are summarized in one log line per interval.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-pub async fn run(listener: TcpListener, state: Arc<ServerState>, rest: Rest) {
+/// `tls`: each connection's handshake first, in its own task.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    rest: Rest,
+    tls: Option<TlsAcceptor>,
+) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u64;
     let mut reported_at: Option<Instant> = None;
@@ -31,9 +38,18 @@ pub async fn run(listener: TcpListener, state: Arc<ServerState>, rest: Rest) {
                 let _ = stream.set_nodelay(true);
                 let state2 = state.clone();
                 let rest = rest.clone();
-                state
-                    .tasks
-                    .spawn(crate::service::serve(stream, peer, state2, rest));
+                match &tls {
+                    None => state
+                        .tasks
+                        .spawn(crate::service::serve_plain(stream, peer, state2, rest)),
+                    Some(acceptor) => state.tasks.spawn(crate::service::serve_tls(
+                        stream,
+                        peer,
+                        state2,
+                        rest,
+                        acceptor.clone(),
+                    )),
+                };
                 continue;
             }
             Err(e) => e,

@@ -21,6 +21,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at start-up: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
@@ -31,76 +33,14 @@ enum Command {
 
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
-    /// TOML file with server settings and one or more apps.
+    /// TOML file with server settings and one or more apps
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long)]
-    host: Option<String>,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long)]
-    port: Option<String>,
-    /// Id of the default (first) app.
-    #[arg(long)]
-    app_id: Option<String>,
-    /// Key of the default app.
-    #[arg(long)]
-    app_key: Option<String>,
-    /// Secret of the default app.
-    #[arg(long)]
-    app_secret: Option<String>,
-    /// Largest event data in bytes.
-    #[arg(long)]
-    payload_limit: Option<String>,
-    /// Seconds of silence before the server pings a client.
-    #[arg(long)]
-    activity_timeout: Option<String>,
-    /// Milliseconds to wait for an answer to a server ping before closing with 4201.
-    #[arg(long)]
-    pong_timeout_ms: Option<String>,
-    /// Send the default app's webhooks (all events) to this http:// URL.
-    #[arg(long)]
-    webhook_url: Option<String>,
-    /// Join the cluster of nodes that share this Redis (redis://host:6379/0).
-    #[arg(long)]
-    redis_url: Option<String>,
-    /// Prefix of every Redis key and channel of the cluster (default poxide).
-    #[arg(long)]
-    redis_prefix: Option<String>,
-    /// Milliseconds of silence after which a node is dead (default 10000).
-    #[arg(long)]
-    node_timeout_ms: Option<String>,
-    /// Serve the test double's inspection API under /_poxide/ (unsigned: test machines only).
-    #[arg(long)]
-    inspect: bool,
-    /// Once accepting connections, write the URLs, port and apps as one JSON object here.
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Once accepting connections, write the URLs, port and apps as one JSON object here
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Write every exchange of the default app as conformance transcripts into this directory.
-    #[arg(long)]
-    record: Option<String>,
-}
-
-impl ServeArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            host: self.host.clone(),
-            port: self.port.clone(),
-            app_id: self.app_id.clone(),
-            app_key: self.app_key.clone(),
-            app_secret: self.app_secret.clone(),
-            payload_limit: self.payload_limit.clone(),
-            activity_timeout: self.activity_timeout.clone(),
-            pong_timeout_ms: self.pong_timeout_ms.clone(),
-            webhook_url: self.webhook_url.clone(),
-            redis_url: self.redis_url.clone(),
-            redis_prefix: self.redis_prefix.clone(),
-            node_timeout_ms: self.node_timeout_ms.clone(),
-            inspect: self.inspect.then(|| "true".to_string()),
-            socket_id_seed: None,
-            record: self.record.clone(),
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -116,13 +56,14 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let (env, env_used) = Overrides::from_env(|name| std::env::var(name).ok());
-    let config = match Config::load(args.config.as_deref(), &env, &args.overrides()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("poxide: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (config, settings) =
+        match Config::load_explained(args.config.as_deref(), &env, &args.overrides) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("poxide: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let apps: Vec<String> = config
         .apps
         .iter()
@@ -134,6 +75,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))
         .collect();
     let inspect = config.inspect;
+    let cluster = config.cluster.as_ref().map(|c| {
+        (
+            poxide::config::hide_password(&c.redis_url),
+            c.prefix.clone(),
+        )
+    });
+    let tls_files = config.tls.as_ref().map(|t| t.cert.display().to_string());
     // Poxa's defaults are public: fine on a developer's loopback, an open door elsewhere.
     let public_credentials = !config.host.is_loopback()
         && config
@@ -146,16 +94,46 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tokio::pin!(stop);
     let server = match Server::new(config).start().await {
         Ok(server) => server,
+        Err(e @ poxide::StartError::Tls(_)) => {
+            eprintln!("poxide: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("poxide: cannot listen: {e}");
+            eprintln!("poxide: {e}");
             return ExitCode::from(1);
         }
     };
+    // The first line says where to connect (tests and scripts wait for it).
+    let mut also = Vec::new();
+    if let (Some(addr), Some(cert)) = (server.tls_addr(), &tls_files) {
+        if addr != server.local_addr() {
+            also.push(format!("TLS (wss://, https://) on {addr} with {cert}"));
+        }
+    }
+    if let Some(addr) = server.metrics_addr() {
+        also.push(format!("metrics on http://{addr}/metrics"));
+    }
+    let scheme = if server.ws_url().starts_with("wss") {
+        "wss://, https://"
+    } else {
+        "ws://, http://"
+    };
+    tracing::info!(
+        apps = %apps.join(", "),
+        "poxide listening on {} ({scheme}){}",
+        server.local_addr(),
+        also.iter().map(|a| format!("; {a}")).collect::<String>()
+    );
     if !env_used.is_empty() {
         // Environment beats the config file; say so, or a stray PORT is a mystery.
-        tracing::info!("settings from the environment: {}", env_used.join(", "));
+        tracing::info!("environment variables read: {}", env_used.join(", "));
     }
-    tracing::info!(apps = %apps.join(", "), "poxide listening on {}", server.local_addr());
+    for s in &settings {
+        tracing::info!("setting {} = {} (from the {})", s.key, s.value, s.source);
+    }
+    if let Some((url, prefix)) = &cluster {
+        tracing::info!("cluster node on {url}, key prefix {prefix}");
+    }
     if public_credentials {
         tracing::warn!(
             "the default app's public credentials (app_id / app_key / secret) are in use on a non-loopback address: anyone who reaches this port can publish; set your own"

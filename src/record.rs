@@ -245,6 +245,10 @@ impl Observe for Recorder {
         true
     }
 
+    fn wants_unwanted_webhooks(&self) -> bool {
+        true
+    }
+
     fn observe(&self, happening: &Happening) {
         let mut group = self.group.lock().expect("not poisoned");
         let group = &mut *group;
@@ -288,7 +292,9 @@ impl Observe for Recorder {
                 template(&mut frame, &group.clients);
                 group.push(json!({"expect": name, "frame": frame}));
             }
-            Happening::Closed { socket_id, code } => {
+            Happening::Closed {
+                socket_id, code, ..
+            } => {
                 let Some(name) = group.clients.get(socket_id).cloned() else {
                     return;
                 };
@@ -297,7 +303,7 @@ impl Observe for Recorder {
                     None => json!({"disconnect": name}),
                 });
             }
-            Happening::Disconnected { socket_id } if group.clients.contains_key(socket_id) => {
+            Happening::Disconnected { socket_id, .. } if group.clients.contains_key(socket_id) => {
                 group.open = group.open.saturating_sub(1);
                 if group.open == 0 {
                     self.write(group);
@@ -404,6 +410,7 @@ mod tests {
         }
         assert_eq!(recorder.group.lock().unwrap().steps.len(), MAX_STEPS);
         recorder.observe(&Happening::Disconnected {
+            app: "app_id".into(),
             socket_id: "1.1".into(),
         });
         let file = std::fs::read_dir(dir.path())

@@ -1,25 +1,44 @@
 //! Wiring: the REST routes and [`Server`], which binds a port (0 for any free port), runs until
 //! shut down and reports its address, so tests and other programs can embed poxide.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use poem::{get, post, EndpointExt, Route};
-use tokio::task::JoinHandle;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
 
 use crate::{
     cluster::ClusterAdapter,
-    config::Config,
+    config::{Config, MetricsConfig},
     http,
     hub::{memory::MemoryAdapter, Adapter},
     listener,
     service::Rest,
     state::ServerState,
+    tls::{Certificates, TlsError},
     transitions,
     webhook::WebhookStats,
 };
 
 /// How long shutdown waits for connections to say goodbye before the process may exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The certificate or key cannot be served (a configuration mistake: exit code 2).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Cluster(String),
+}
 
 /// A poxide server, configured but not yet listening.
 pub struct Server {
@@ -33,18 +52,32 @@ impl Server {
 
     /// Binds `config.host:config.port` and starts serving in the background; in cluster mode
     /// the node joins the cluster in the background too (it refuses connections until then).
-    pub async fn start(self) -> io::Result<RunningServer> {
-        let listener =
-            tokio::net::TcpListener::bind(SocketAddr::new(self.config.host, self.config.port))
-                .await?;
-        let addr = listener.local_addr()?;
+    pub async fn start(mut self) -> Result<RunningServer, StartError> {
+        let certificates = match &self.config.tls {
+            Some(tls) => Some(Arc::new(Certificates::new(tls.clone())?)),
+            None => None,
+        };
+        let plain = match &self.config.tls {
+            Some(tls) if tls.only => None,
+            _ => Some(bind(self.config.host, self.config.port).await?),
+        };
+        let secure = match &mut self.config.tls {
+            Some(tls) => {
+                let bound = bind(self.config.host, tls.port).await?;
+                // Port 0 picked one: what logs and hints name is the real one.
+                tls.port = bound.1.port();
+                Some(bound)
+            }
+            None => None,
+        };
+        let mut tasks = Vec::new();
         let adapter: Arc<dyn Adapter> = match &self.config.cluster {
             Some(cluster) => {
                 let apps = self.config.apps.iter().map(|a| a.id.clone()).collect();
                 let grace = self.config.webhook_delivery.grace_ms;
                 Arc::new(
                     ClusterAdapter::start(cluster, apps, grace)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                        .map_err(|e| StartError::Cluster(e.to_string()))?,
                 )
             }
             None => Arc::new(MemoryAdapter::new()),
@@ -53,20 +86,86 @@ impl Server {
         if let Some(events) = state.adapter.events() {
             tokio::spawn(transitions::follow(state.clone(), events));
         }
-        let routes = routes(state.inspector.is_some());
-        let rest: Rest = if state.happenings.wire_watched() {
-            Arc::new(
-                routes
-                    .around(crate::record::observe_rest)
-                    .data(state.clone())
-                    .boxed(),
-            )
-        } else {
-            Arc::new(routes.data(state.clone()).boxed())
+        let mut routes = routes(state.inspector.is_some()).boxed();
+        if state.happenings.wire_watched() {
+            routes = routes.around(crate::record::observe_rest).boxed();
+        }
+        if state.metrics.is_some() {
+            routes = routes.around(http::answered::observe).boxed();
+        }
+        let rest: Rest = Arc::new(routes.data(state.clone()).boxed());
+        let metrics_addr = match &state.config.metrics {
+            Some(m) => bind_metrics(m).await?.map(|(listener, addr)| {
+                tasks.push(tokio::spawn(crate::metrics::serve(listener, state.clone())));
+                addr
+            }),
+            None => None,
         };
-        let task = tokio::spawn(listener::run(listener, state.clone(), rest));
-        Ok(RunningServer { state, addr, task })
+        let plain_addr = match plain {
+            Some((listener, addr)) => {
+                tasks.push(tokio::spawn(listener::run(
+                    listener,
+                    state.clone(),
+                    rest.clone(),
+                    None,
+                )));
+                Some(addr)
+            }
+            None => None,
+        };
+        let tls_addr = match (secure, certificates) {
+            (Some((listener, addr)), Some(certificates)) => {
+                let acceptor = TlsAcceptor::from(certificates.server_config());
+                tasks.push(tokio::spawn(listener::run(
+                    listener,
+                    state.clone(),
+                    rest,
+                    Some(acceptor),
+                )));
+                tasks.push(tokio::spawn(crate::tls::watch(
+                    certificates,
+                    state.shutdown.clone(),
+                )));
+                Some(addr)
+            }
+            _ => None,
+        };
+        Ok(RunningServer {
+            state,
+            plain_addr,
+            tls_addr,
+            metrics_addr,
+            tasks,
+        })
     }
+}
+
+/// The metrics listener. On the default port, one already taken (another poxide on the same
+/// machine, as CI doubles often are) costs the metrics, with a warning, not the server.
+async fn bind_metrics(
+    metrics: &MetricsConfig,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    match bind(metrics.host, metrics.port).await {
+        Ok(bound) => Ok(Some(bound)),
+        Err(StartError::Listen { addr, source })
+            if source.kind() == io::ErrorKind::AddrInUse
+                && *metrics == MetricsConfig::default() =>
+        {
+            tracing::warn!(
+                "metrics off: {addr} is taken ({source}); set POXIDE_METRICS_PORT to another port, or 0"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, SocketAddr), StartError> {
+    let addr = SocketAddr::new(host, port);
+    let listen = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    Ok((listener, local))
 }
 
 /// The REST API and health checks, and with `inspect` the test double's `/_poxide/` API
@@ -100,8 +199,11 @@ pub fn routes(inspect: bool) -> Route {
 /// A listening server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     state: Arc<ServerState>,
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+    plain_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    /// The accept loops and the certificate watcher.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -119,32 +221,49 @@ impl RunningServer {
         self.state.adapter.ready() && !self.state.shutdown.is_cancelled()
     }
 
+    /// The plain listener's address, or the TLS one's when it is the only one.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.plain_addr
+            .or(self.tls_addr)
+            .expect("a server has a listener")
     }
 
-    /// `ws://host:port`, with 0.0.0.0 replaced by 127.0.0.1 so it is usable as a client URL.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// `ws://host:port` (`wss://` with TLS only), with 0.0.0.0 replaced by 127.0.0.1 so it is
+    /// usable as a client URL.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.client_addr())
+        let scheme = if self.plain_addr.is_some() {
+            "ws"
+        } else {
+            "wss"
+        };
+        format!("{scheme}://{}", client_addr(self.local_addr()))
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.client_addr())
-    }
-
-    fn client_addr(&self) -> SocketAddr {
-        let mut addr = self.addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip([127, 0, 0, 1].into());
-        }
-        addr
+        let scheme = if self.plain_addr.is_some() {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", client_addr(self.local_addr()))
     }
 
     /// Closes every connection with 4200 (clients reconnect at once, e.g. to another node),
     /// stops accepting, and waits for both.
     pub async fn shutdown(self) -> io::Result<()> {
         self.state.shutdown.cancel();
-        self.task.await.map_err(io::Error::other)?;
+        for task in self.tasks {
+            task.await.map_err(io::Error::other)?;
+        }
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
         self.state.adapter.shutdown().await;
@@ -153,4 +272,12 @@ impl RunningServer {
         }
         Ok(())
     }
+}
+
+/// 0.0.0.0 replaced by 127.0.0.1, so the address is usable by a client.
+fn client_addr(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    addr
 }

@@ -1,7 +1,11 @@
-//! One HTTP/1.1 connection: hyper with a deadline for each request head (which also ends idle
-//! keep-alive connections), WebSocket upgrades to `upgrade.rs`, everything else to the REST
-//! routes. Cleartext HTTP/2 is not served: no Pusher client or server SDK speaks it, and each
+//! One HTTP/1.1 connection, plain or TLS: hyper with a deadline for each request head (which
+//! also ends idle keep-alive connections), WebSocket upgrades to `upgrade.rs`, everything else
+//! to the REST routes. HTTP/2 is not served: no Pusher client or server SDK needs it, and each
 //! of its streams would be one more thing to bound.
+//!
+//! The first byte tells TLS from plain HTTP (a handshake starts with 22), so a client on the
+//! wrong port gets a hint in the log, and a plain request on the TLS port a plain answer
+//! saying so, instead of a silent failure.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -13,9 +17,13 @@ use poem::{
     web::{LocalAddr, RemoteAddr},
     Endpoint,
 };
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_rustls::TlsAcceptor;
 
-use crate::{state::ServerState, upgrade, websocket};
+use crate::{log_limit::Throttle, state::ServerState, upgrade, websocket};
 
 /// The REST routes, shared by every connection.
 pub type Rest = Arc<BoxEndpoint<'static, poem::Response>>;
@@ -26,15 +34,118 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long requests in flight may finish once a shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, rest: Rest) {
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Hints about clients on the wrong port, at most one a minute of each kind.
+static PLAIN_ON_TLS: Throttle = Throttle::new(60);
+static TLS_ON_PLAIN: Throttle = Throttle::new(60);
+
+/// Whether the first byte the client sends (within the header deadline) is `TLS_HANDSHAKE`;
+/// `None` when it sends nothing.
+async fn starts_with_tls(stream: &TcpStream, state: &ServerState) -> Option<bool> {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(state.config.http_header_timeout, stream.peek(&mut first));
+    match peeked.await {
+        Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE),
+        _ => None,
+    }
+}
+
+/// A connection to the plain listener.
+pub async fn serve_plain(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, rest: Rest) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    match starts_with_tls(&stream, &state).await {
+        None => return,
+        Some(true) => {
+            TLS_ON_PLAIN.log(|_| match &state.config.tls {
+                Some(tls) => tracing::info!(
+                    %peer,
+                    "a TLS handshake arrived on the plain port {}: point wss:// and https:// clients at the TLS port {}",
+                    local.port(),
+                    tls.port
+                ),
+                None => tracing::info!(
+                    %peer,
+                    "a TLS handshake arrived on port {}, which serves plain ws:// and http://: give pusher-js forceTLS: false (hosted Pusher's snippets default to TLS), or serve TLS with POXIDE_TLS_CERT and POXIDE_TLS_KEY",
+                    local.port()
+                ),
+            });
+            return;
+        }
+        Some(false) => {}
+    }
+    serve(stream, peer, local, Scheme::HTTP, state, rest).await
+}
+
+/// A connection to the TLS listener: the handshake (within the header deadline), then HTTP.
+pub async fn serve_tls(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    rest: Rest,
+    acceptor: TlsAcceptor,
+) {
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    match starts_with_tls(&stream, &state).await {
+        None => return,
+        Some(false) => {
+            PLAIN_ON_TLS.log(|_| {
+                tracing::info!(
+                    %peer,
+                    "plain HTTP arrived on the TLS port {}: use https:// and wss:// (pusher-js: forceTLS with wssPort), or the plain port",
+                    local.port()
+                )
+            });
+            let body = "This port serves TLS: use https:// or wss://.\n";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tokio::time::timeout(
+                state.config.http_header_timeout,
+                stream.write_all(answer.as_bytes()),
+            )
+            .await;
+            return;
+        }
+        Some(true) => {}
+    }
+    let handshake = tokio::time::timeout(state.config.http_header_timeout, acceptor.accept(stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        },
+        _ = state.shutdown.cancelled() => return,
+    };
+    serve(stream, peer, local, Scheme::HTTPS, state, rest).await
+}
+
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    scheme: Scheme,
+    state: Arc<ServerState>,
+    rest: Rest,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let state = state.clone();
         service_fn(move |req: hyper::Request<Incoming>| {
             let state = state.clone();
             let rest = rest.clone();
+            let scheme = scheme.clone();
             async move {
                 let response = if websocket::is_upgrade(req.headers()) {
                     upgrade::handle(req, peer.ip(), &state)
@@ -43,7 +154,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>,
                         req,
                         LocalAddr(local.into()),
                         RemoteAddr(peer.into()),
-                        Scheme::HTTP,
+                        scheme,
                     ));
                     rest.get_response(req).await
                 };

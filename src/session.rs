@@ -37,6 +37,16 @@ pub struct SignedIn {
 }
 
 impl Session {
+    /// Counts a refusal by one of the connection's rate limits.
+    pub fn rate_limited(&self, limit: crate::metrics::Limit) {
+        self.state
+            .happenings
+            .emit(|| crate::happenings::Happening::RateLimited {
+                app: self.app.id.clone(),
+                limit,
+            });
+    }
+
     pub fn new(state: Arc<ServerState>, app: Arc<AppConfig>, outbox: Outbox) -> Self {
         let rate = app.client_event_rate;
         let subscription_bucket =

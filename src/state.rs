@@ -12,6 +12,7 @@ use crate::{
     happenings::{Happenings, Observe},
     hub::Adapter,
     inspect::Inspector,
+    metrics::Metrics,
     record::Recorder,
     session::TokenBucket,
     socket::{Bounds, SocketIds},
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub socket_ids: SocketIds,
     pub rest_limits: RestLimits,
     pub connection_rates: ConnectionRates,
+    /// With metrics on.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Each app's REST budget (`rest_rate`), one token bucket per app.
@@ -84,6 +87,13 @@ impl ServerState {
         if let Some(r) = &recorder {
             observers.push(r.clone());
         }
+        let metrics = config.metrics.as_ref().map(|_| {
+            let ids: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
+            Arc::new(Metrics::new(&ids))
+        });
+        if let Some(m) = &metrics {
+            observers.push(m.clone());
+        }
         let happenings = Happenings::new(observers);
         ServerState {
             apps: Apps::new(&config.apps),
@@ -98,6 +108,7 @@ impl ServerState {
             socket_ids: SocketIds::new(config.socket_id_seed),
             rest_limits: RestLimits::default(),
             connection_rates: ConnectionRates::default(),
+            metrics,
             config,
             adapter,
             shutdown: CancellationToken::new(),

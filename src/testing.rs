@@ -68,7 +68,10 @@ impl TestServerBuilder {
         config.inspect = true;
         config.validate().map_err(io::Error::other)?;
         let app = config.apps[0].clone();
-        let server = Server::new(config).start().await?;
+        let server = Server::new(config)
+            .start()
+            .await
+            .map_err(io::Error::other)?;
         let inspector = server.state().inspector.clone().expect("inspection is on");
         Ok(TestServer {
             server,
@@ -91,6 +94,8 @@ impl TestServer {
             config: Config {
                 host: [127, 0, 0, 1].into(),
                 port: 0,
+                // Many doubles run at once: none takes the metrics port.
+                metrics: None,
                 ..Config::default()
             },
         }

@@ -11,15 +11,23 @@ use poem::{
     Response,
 };
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::{
     client_ip::client_ip,
     config::AppConfig,
     connection,
     error::CloseError,
+    happenings::Happening,
+    log_limit::Throttle,
+    metrics::Limit,
     state::ServerState,
+    transport::{Sink, Source},
     websocket::{self, accept_key},
 };
+
+/// Refused connections are logged at most once every 10 s.
+static REFUSED: Throttle = Throttle::new(10);
 
 /// Oldest and newest protocol versions served; missing means 7 (as Poxa).
 const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
@@ -59,6 +67,19 @@ pub fn handle(
             .and_then(|v| v.to_str().ok());
         let ip = client_ip(peer, forwarded, &state.config.trusted_proxies);
         if !state.connection_rates.admit(app, ip) {
+            state.happenings.emit(|| Happening::RateLimited {
+                app: app.id.clone(),
+                limit: Limit::Connection,
+            });
+            REFUSED.log(|left_out| {
+                tracing::warn!(
+                    app = %app.id,
+                    %ip,
+                    left_out,
+                    "connection refused: over connection_rate_per_ip ({} a second)",
+                    app.connection_rate_per_ip.unwrap_or_default()
+                )
+            });
             // Before the upgrade: a refused client costs no connection task.
             let rate = app.connection_rate_per_ip.unwrap_or_default();
             let message = format!(
@@ -77,18 +98,25 @@ pub fn handle(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            tracing::error!("upgraded connection is not a TCP stream");
-            return;
-        };
         let cap = match &plan {
             Plan::Serve(app) => connection::message_cap(app.payload_limit),
             Plan::Refuse(_) => REFUSED_MESSAGE_CAP,
         };
-        let (source, sink) = websocket::split(parts.io.into_inner(), parts.read_buf, cap);
-        match plan {
-            Plan::Serve(app) => connection::serve(source, sink, state, app).await,
-            Plan::Refuse(reason) => connection::refuse(source, sink, reason).await,
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (source, sink) = websocket::split(parts.io.into_inner(), parts.read_buf, cap);
+                run(source, sink, state, plan).await
+            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    let (source, sink) =
+                        websocket::split(parts.io.into_inner(), parts.read_buf, cap);
+                    // Boxed: otherwise every connection's task, plain ones too, would be as
+                    // large as both connection futures together (3 KiB more each, measured).
+                    Box::pin(run(source, sink, state, plan)).await
+                }
+                Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
+            },
         }
     });
     Response::builder()
@@ -97,6 +125,13 @@ pub fn handle(
         .header(header::CONNECTION, "Upgrade")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .finish()
+}
+
+async fn run(source: impl Source, sink: impl Sink, state: Arc<ServerState>, plan: Plan) {
+    match plan {
+        Plan::Serve(app) => connection::serve(source, sink, state, app).await,
+        Plan::Refuse(reason) => connection::refuse(source, sink, reason).await,
+    }
 }
 
 /// Whether the app accepts a WebSocket from `origin` (see `AppConfig::allowed_origins`).

@@ -72,7 +72,16 @@ fn a_bad_setting_is_one_line_naming_the_key_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stderr.trim_end(),
-        "poxide: invalid value for port (environment): \"eighty\" (a non-negative integer)"
+        "poxide: invalid value for port (environment): \"eighty\" (a port from 0 to 65535)"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_poxide"))
+        .args(["--port", "70000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "poxide: invalid value for port (flag): \"70000\" (a port from 0 to 65535)"
     );
 
     let dir = std::env::temp_dir().join(format!("poxide-cli-{}", std::process::id()));

@@ -114,7 +114,8 @@ export function writeConfig({ port, activityTimeout, pongTimeoutMs, inspect, rec
     top.join('\n'),
     appToml({ ...APP, client_events: true, ...app }),
     appToml({ ...APP2, client_events: true, ...app2 }),
-    ...Object.entries(sections).map(([name, entries]) => tomlTable(`[${name}]`, entries)),
+    // Many servers run at once: none takes the metrics port unless asked to.
+    ...Object.entries({ metrics: { port: 0 }, ...sections }).map(([name, entries]) => tomlTable(`[${name}]`, entries)),
     '',
   ].join('\n\n');
   fs.writeFileSync(file, text);

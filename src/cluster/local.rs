@@ -43,6 +43,16 @@ struct Pending {
     overflowed: bool,
 }
 
+impl Local {
+    /// Topics starting with `prefix` that have a live subscriber here.
+    pub fn live_channels(&self, prefix: &str) -> usize {
+        self.channels
+            .iter()
+            .filter(|c| c.key().starts_with(prefix) && !c.live.is_empty())
+            .count()
+    }
+}
+
 pub fn user_key(app: &str, user_id: &str) -> String {
     format!("{app}\n{user_id}")
 }

@@ -662,6 +662,18 @@ impl Adapter for ClusterAdapter {
         self.inner.ready.load(Ordering::Acquire)
     }
 
+    fn local_channels(&self) -> Vec<(String, usize)> {
+        let inner = &self.inner;
+        inner
+            .apps
+            .iter()
+            .map(|app| {
+                let prefix = inner.keys.channel_topic(app, "");
+                (app.clone(), inner.local.live_channels(&prefix))
+            })
+            .collect()
+    }
+
     async fn shutdown(&self) {
         nodes::leave_cluster(&self.inner).await;
         self.inner.stop.cancel();

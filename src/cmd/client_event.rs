@@ -7,7 +7,7 @@ use crate::{
     channel::{validate_event_name, Access, ChannelKind},
     error::FrameError,
     frame::{self, ClientEvent},
-    happenings::{Happening, Published, Source},
+    happenings::{Published, Source},
     session::Session,
     webhook::WebhookEvent,
 };
@@ -38,6 +38,7 @@ pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), Fram
     }
     let user_id = user_id.clone();
     if !session.client_event_window.allow(Instant::now()) {
+        session.rate_limited(crate::metrics::Limit::ClientEvent);
         return Err(FrameError::ClientEventRateLimited);
     }
     let frame = frame::client_event(&event.event, &channel, &event.data, user_id.as_deref());
@@ -57,16 +58,14 @@ pub async fn apply(session: &mut Session, event: ClientEvent) -> Result<(), Fram
         Ok(text) => text,
         Err(_) => event.data.get().to_string(),
     };
-    session.state.happenings.emit(|| {
-        Happening::Published(Published {
-            app: session.app.id.clone(),
-            channel: channel.clone(),
-            event: event.event.clone(),
-            data: data.clone(),
-            source: Source::Client,
-            socket_id: Some(session.socket_id().to_string()),
-            user_id: user_id.clone(),
-        })
+    session.state.happenings.emit_published(|| Published {
+        app: session.app.id.clone(),
+        channel: channel.clone(),
+        event: event.event.clone(),
+        data: data.clone(),
+        source: Source::Client,
+        socket_id: Some(session.socket_id().to_string()),
+        user_id: user_id.clone(),
     });
     session.state.webhooks.emit(
         &session.app,

@@ -68,7 +68,14 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
         &session.app.secret,
         &auth,
         &string_to_sign,
-    )?;
+    )
+    .inspect_err(|e| {
+        crate::log_limit::signature_failed(
+            &session.app.id,
+            &session.socket_id(),
+            &format_args!("signin: {e}"),
+        )
+    })?;
     let UserData { id, mut watchlist } = parse_user_data(&user_data)?;
 
     if let Some(current) = &session.user {

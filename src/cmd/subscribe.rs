@@ -44,6 +44,7 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
         });
     }
     if !session.subscription_bucket.take(Instant::now()) {
+        session.rate_limited(crate::metrics::Limit::Subscription);
         return Err(FrameError::SubscriptionRateLimited(
             session.subscription_bucket.per_second(),
         ));
@@ -62,7 +63,14 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
             &channel,
             auth.as_deref(),
             channel_data.as_deref(),
-        )?;
+        )
+        .inspect_err(|e| {
+            crate::log_limit::signature_failed(
+                &session.app.id,
+                &session.socket_id(),
+                &format_args!("subscription to {channel}: {e}"),
+            )
+        })?;
         match (kind.is_presence(), channel_data) {
             (true, Some(data)) => Some(parse_member(&data, session.app.max_user_info_bytes)?),
             _ => None,
@@ -116,6 +124,7 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
 }
 
 fn subscribed(session: &Session, channel: &str) {
+    tracing::debug!(app = %session.app.id, socket = session.socket_id(), channel, "subscribed");
     session.state.happenings.emit(|| Happening::Subscribed {
         socket_id: session.socket_id().to_string(),
         channel: channel.to_string(),

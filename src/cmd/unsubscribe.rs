@@ -12,6 +12,7 @@ pub async fn leave(session: &mut Session, channel: &str) {
     if session.subscriptions.remove(channel).is_none() {
         return;
     }
+    tracing::debug!(app = %session.app.id, socket = session.socket_id(), channel, "unsubscribed");
     session.state.happenings.emit(|| Happening::Unsubscribed {
         socket_id: session.socket_id().to_string(),
         channel: channel.to_string(),

@@ -29,6 +29,7 @@ pub fn config_for(transcript: &Transcript) -> Config {
         host: [127, 0, 0, 1].into(),
         port: 0,
         apps: vec![AppConfig::default(), second_app()],
+        metrics: None,
         ..Config::default()
     };
     let o: AppOverrides = transcript.header.app.clone().unwrap_or_default();

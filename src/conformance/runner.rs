@@ -10,7 +10,10 @@ use futures_util::{SinkExt, StreamExt};
 use regex::Regex;
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
 
 use super::{
     template::Bindings,
@@ -195,9 +198,42 @@ impl<'a> Run<'a> {
                 let node = c.node.unwrap_or(self.connects) % urls.len().max(1);
                 self.connects += 1;
                 let url = format!("{}{}", urls.get(node).ok_or("no WebSocket URL")?, path);
-                let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-                    .await
+                let mut request = url
+                    .as_str()
+                    .into_client_request()
                     .map_err(|e| format!("connect {url}: {e}"))?;
+                if let Some(origin) = &c.origin {
+                    let value = origin.parse().map_err(|_| format!("origin {origin:?}"))?;
+                    request.headers_mut().insert("origin", value);
+                }
+                let connected = tokio_tungstenite::connect_async(request).await;
+                let ws = match (connected, c.expect_status) {
+                    (Ok((ws, _)), None) => ws,
+                    (Ok(_), Some(status)) => {
+                        return Err(format!("connect {url}: upgraded, expected HTTP {status}"))
+                    }
+                    (Err(tokio_tungstenite::tungstenite::Error::Http(response)), Some(status)) => {
+                        let got = response.status().as_u16();
+                        let text = response
+                            .body()
+                            .as_deref()
+                            .map(String::from_utf8_lossy)
+                            .unwrap_or_default()
+                            .into_owned();
+                        self.log
+                            .push(format!("{}: connect {template} => {got} {text}", c.connect));
+                        if got != status {
+                            return Err(format!("connect {url}: HTTP {got}, expected {status}"));
+                        }
+                        if let Some(expected) = &c.expect_body {
+                            let actual: Value = serde_json::from_str(&text)
+                                .map_err(|e| format!("refusal is not JSON ({e}): {text}"))?;
+                            self.bindings.match_json(expected, &actual)?;
+                        }
+                        return Ok(());
+                    }
+                    (Err(e), _) => return Err(format!("connect {url}: {e}")),
+                };
                 self.log.push(format!("{}: connect {template}", c.connect));
                 self.clients
                     .insert(c.connect.clone(), Client { ws, open: true });
@@ -574,6 +610,7 @@ impl<'a> Run<'a> {
         }
         let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let text = response
             .text()
             .await
@@ -604,6 +641,13 @@ impl<'a> Run<'a> {
         if let Some(template) = &r.expect_text {
             if !self.bindings.matches_text(template, &text)? {
                 return Err(format!("body {text:?} does not match {template:?}"));
+            }
+        }
+        for (name, expected) in &r.expect_headers {
+            let expected = value_text(expected);
+            let actual = headers.get(name.as_str()).and_then(|v| v.to_str().ok());
+            if actual != Some(expected.as_str()) {
+                return Err(format!("header {name}: {actual:?}, expected {expected:?}"));
             }
         }
         Ok(())

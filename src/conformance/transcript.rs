@@ -73,7 +73,7 @@ pub enum Step {
     Wait(Wait),
     SignChannel(SignChannel),
     SignUser(SignUser),
-    Rest(Rest),
+    Rest(Box<Rest>),
     Hmac(HmacCheck),
     RestSignature(RestSignatureCheck),
 }
@@ -87,6 +87,12 @@ pub struct Connect {
     pub app: AppRef,
     /// Which node of a cluster target (wrapping around); by default clients go round-robin.
     pub node: Option<usize>,
+    /// The `Origin` header a browser would send.
+    pub origin: Option<String>,
+    /// The upgrade must be refused with this HTTP status (and no client is created).
+    pub expect_status: Option<u16>,
+    /// With `expect_status`: the refusal's JSON body.
+    pub expect_body: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +188,9 @@ pub struct Rest {
     pub expect_status: u16,
     pub expect_body: Option<Value>,
     pub expect_text: Option<String>,
+    /// Response headers that must have these values (names in any case).
+    #[serde(default)]
+    pub expect_headers: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,7 +329,7 @@ fn parse_step(value: Value) -> Result<Step, String> {
             if r.rest.body.is_some() && r.rest.body_text.is_some() {
                 return Err("rest takes at most one of body, body_text".into());
             }
-            Step::Rest(r)
+            Step::Rest(Box::new(r))
         }
         "hmac" => Step::Hmac(read(value)?),
         "rest_signature" => Step::RestSignature(read(value)?),

@@ -8,7 +8,10 @@ use std::{
 
 use poem::{FromRequest, Request, RequestBody};
 
-use crate::{apps::Apps, config::AppConfig, error::ApiError, signature, state::ServerState};
+use crate::{
+    apps::Apps, config::AppConfig, error::ApiError, happenings::Happening, metrics::Limit,
+    signature, state::ServerState,
+};
 
 /// Requests larger than this are refused before they are read whole.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -31,9 +34,21 @@ impl<'a> FromRequest<'a> for Signed {
         let params = query_params(req);
         // The query carries everything but the body's digest, so an unsigned request is
         // refused before a byte of its body is read.
-        let app = authenticate(state, &app_id, req, &params)?;
+        let app = authenticate(state, &app_id, req, &params).inspect_err(|e| {
+            crate::log_limit::signature_failed(
+                &app_id,
+                req.remote_addr(),
+                &format_args!("{} {}: {e}", req.method(), req.uri().path()),
+            )
+        })?;
         // Counted once the request is the app's own: strangers cannot spend its budget.
-        state.rest_limits.admit(&app)?;
+        if let Err(refused) = state.rest_limits.admit(&app) {
+            state.happenings.emit(|| Happening::RateLimited {
+                app: app.id.clone(),
+                limit: Limit::Rest,
+            });
+            return Err(refused.into());
+        }
         let declared = req
             .header(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());

@@ -87,25 +87,28 @@ pub async fn batch(state: &ServerState, app: &AppConfig, body: &[u8]) -> Result<
 }
 
 async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) -> HubResult<()> {
+    state.happenings.emit(|| Happening::ApiPublished {
+        app: app.id.clone(),
+        channels: event.channels.len(),
+    });
     for channel in &event.channels {
         // One frame per channel, shared by every subscriber; `data` goes in as sent.
         let frame = frame::channel_event_raw(&event.name, channel, &event.data);
         let except = event.socket_id.as_deref();
         let to_user = channel.strip_prefix(SERVER_TO_USER_PREFIX);
-        state.happenings.emit(|| {
-            Happening::Published(Published {
-                app: app.id.clone(),
-                channel: channel.clone(),
-                event: event.name.to_string(),
-                data: decoded(&event.data),
-                source: if to_user.is_some() {
-                    Source::User
-                } else {
-                    Source::Api
-                },
-                socket_id: event.socket_id.clone(),
-                user_id: to_user.map(str::to_string),
-            })
+        tracing::debug!(app = %app.id, channel, event = %event.name, "published");
+        state.happenings.emit_published(|| Published {
+            app: app.id.clone(),
+            channel: channel.clone(),
+            event: event.name.to_string(),
+            data: decoded(&event.data),
+            source: if to_user.is_some() {
+                Source::User
+            } else {
+                Source::Api
+            },
+            socket_id: event.socket_id.clone(),
+            user_id: to_user.map(str::to_string),
         });
         if let Some(user_id) = to_user {
             state

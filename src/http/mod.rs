@@ -2,6 +2,7 @@
 //! input to `events` or `channels`. Errors become plain-text bodies with hosted Pusher's status
 //! codes (see `error::ApiError`).
 
+pub mod answered;
 pub mod auth;
 pub mod channels;
 pub mod events;

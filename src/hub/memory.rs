@@ -278,6 +278,20 @@ impl Adapter for MemoryAdapter {
         Ok(())
     }
 
+    fn local_channels(&self) -> Vec<(String, usize)> {
+        self.apps
+            .iter()
+            .map(|app| {
+                let occupied = app
+                    .channels
+                    .iter()
+                    .filter(|c| !c.subscribers.is_empty())
+                    .count();
+                (app.key().clone(), occupied)
+            })
+            .collect()
+    }
+
     async fn clear_caches(&self) {
         for app in self.apps.iter() {
             app.channels.alter_all(|_, mut c| {

@@ -213,6 +213,9 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// Each app's channels with a subscriber on this node (apps with none may be left out).
+    fn local_channels(&self) -> Vec<(String, usize)>;
+
     /// Forgets every cache channel's event (the test double's reset).
     async fn clear_caches(&self) {}
 

@@ -239,6 +239,11 @@ impl Inspector {
 }
 
 impl Observe for Inspector {
+    /// The double shows every webhook event, also those of apps without a receiver.
+    fn wants_unwanted_webhooks(&self) -> bool {
+        true
+    }
+
     fn observe(&self, happening: &Happening) {
         {
             let mut records = self.lock();
@@ -254,7 +259,7 @@ impl Observe for Inspector {
                         },
                     );
                 }
-                Happening::Disconnected { socket_id } => {
+                Happening::Disconnected { socket_id, .. } => {
                     records.connections.remove(socket_id);
                 }
                 Happening::Subscribed { socket_id, channel } => {
@@ -311,12 +316,17 @@ impl Observe for Inspector {
                 | Happening::BinaryIn { .. }
                 | Happening::Closed { .. }
                 | Happening::RestCall { .. }
-                | Happening::RestAnswer { .. } => return,
+                | Happening::RestAnswer { .. }
+                | Happening::WebhookDropped { .. }
+                | Happening::ApiAnswered { .. }
+                | Happening::ApiPublished { .. }
+                | Happening::RateLimited { .. } => return,
                 Happening::Delivery {
                     ids,
                     url,
                     delivered,
                     attempts,
+                    ..
                 } => {
                     for record in records.webhooks.iter_mut().filter(|r| ids.contains(&r.id)) {
                         for d in record.deliveries.iter_mut().filter(|d| d.url == *url) {

@@ -32,6 +32,9 @@ pub struct Request {
     /// The events in the body, as the happenings name them.
     #[serde(default)]
     pub ids: Vec<u64>,
+    /// The app's id.
+    #[serde(default)]
+    pub app: String,
 }
 
 /// Where requests being delivered are written down, with the time their retry window closes
@@ -136,6 +139,7 @@ impl Deliverer {
             }
             if let Some((delivered, attempts)) = outcome {
                 this.happenings.emit(|| Happening::Delivery {
+                    app: request.app.clone(),
                     ids: request.ids.clone(),
                     url: request.url.clone(),
                     delivered,

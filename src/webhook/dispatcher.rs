@@ -233,6 +233,7 @@ fn flush(ready: Vec<Emitted>, deliverer: &Arc<Deliverer>, happenings: &Happening
                 signature: crate::signature::sign_bytes(&app.secret, body.as_bytes()),
                 body,
                 ids,
+                app: app.id.clone(),
             };
             deliverer.send(request, holds.clone());
         }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     config::{AppConfig, WebhookDelivery},
-    happenings::Happenings,
+    happenings::{Happening, Happenings},
 };
 
 /// One entry of a webhook body's `events` array.
@@ -188,7 +188,9 @@ impl Webhooks {
 
     fn queue(&self, app: &Arc<AppConfig>, event: WebhookEvent, pair: bool) {
         // Recorded by an observer even when no receiver wants it.
-        if !app.webhooks.iter().any(|t| t.wants(event.name())) && !self.happenings.watched() {
+        if !app.webhooks.iter().any(|t| t.wants(event.name()))
+            && !self.happenings.unwanted_webhooks_watched()
+        {
             return;
         }
         let share = match self.shares.get(&app.id) {
@@ -213,6 +215,9 @@ impl Webhooks {
 
     fn dropped(&self, app: &AppConfig, share: &AppShare) {
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.happenings.emit(|| Happening::WebhookDropped {
+            app: app.id.clone(),
+        });
         share.dropped_unlogged.fetch_add(1, Ordering::Relaxed);
         let mut last = share.last_logged.lock().expect("not poisoned");
         if last.is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL) {
@@ -240,5 +245,13 @@ impl Webhooks {
 
     pub fn stats(&self) -> &WebhookStats {
         &self.stats
+    }
+
+    /// Events emitted and not yet delivered, given up or cancelled, all apps together.
+    pub fn queue_depth(&self) -> usize {
+        self.shares
+            .iter()
+            .map(|share| share.pending.load(Ordering::Relaxed))
+            .sum()
     }
 }

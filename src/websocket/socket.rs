@@ -1,19 +1,28 @@
-//! A WebSocket over a TCP stream, split into the two [`crate::transport`] halves.
+//! A WebSocket over a byte stream (TCP, or TLS over TCP), split into the two
+//! [`crate::transport`] halves.
 //!
-//! Memory while idle is the point: the read buffer is allocated only once the socket is
+//! Memory while idle is the point: on TCP the read buffer is allocated only once the socket is
 //! readable and released when it is empty, and the write queue holds shared frames (no copies)
 //! and is released when drained.
 
-use std::{collections::VecDeque, io, io::IoSlice};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    io,
+    io::IoSlice,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
 
 use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::AsyncWriteExt,
+    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
     },
 };
+use tokio_rustls::server::TlsStream;
 
 use super::codec::{self, Decoder, Message};
 use crate::{
@@ -27,9 +36,163 @@ const READ_CHUNK: usize = 4096;
 /// Most frames handed to one vectored write.
 const MAX_SLICES: usize = 64;
 
+/// A stream a WebSocket can run on, as a reading and a writing half.
+pub trait Stream {
+    type Read: ReadIo;
+    type Write: WriteIo;
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+/// The reading half of a stream.
+pub trait ReadIo: Send + 'static {
+    /// Appends what the stream has to `buf`; 0 is the end of the stream. Cancel-safe.
+    fn fill(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// The writing half of a stream.
+pub trait WriteIo: Send + 'static {
+    fn write_vectored(
+        &mut self,
+        slices: &[IoSlice<'_>],
+    ) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Writes what the stream takes without waiting (`WouldBlock` when nothing).
+    fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Whether written bytes are held below, not yet on the socket (TLS records).
+    fn unflushed(&self) -> bool {
+        false
+    }
+
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// Flushes what the stream takes without waiting.
+    fn try_flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for TcpStream {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+    fn halves(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.into_split()
+    }
+}
+
+impl ReadIo for OwnedReadHalf {
+    /// Allocates the buffer only once the socket is readable, so an idle connection holds none.
+    async fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.as_ref().readable().await?;
+            buf.reserve(READ_CHUNK);
+            match self.try_read_buf(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl WriteIo for OwnedWriteHalf {
+    async fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        AsyncWriteExt::write_vectored(self, slices).await
+    }
+
+    fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        OwnedWriteHalf::try_write_vectored(self, slices)
+    }
+}
+
+type Tls = TlsStream<TcpStream>;
+
+impl Stream for Tls {
+    type Read = TlsRead;
+    type Write = TlsWrite;
+    fn halves(self) -> (TlsRead, TlsWrite) {
+        let (read, write) = tokio::io::split(self);
+        (
+            TlsRead(read),
+            TlsWrite {
+                io: write,
+                unflushed: false,
+            },
+        )
+    }
+}
+
+/// Both halves run in the connection's one task, so the lock `tokio::io::split` puts between
+/// them is never contended.
+pub struct TlsRead(tokio::io::ReadHalf<Tls>);
+
+pub struct TlsWrite {
+    io: tokio::io::WriteHalf<Tls>,
+    /// rustls may take plaintext and hold its records until the socket takes them.
+    unflushed: bool,
+}
+
+impl ReadIo for TlsRead {
+    /// rustls decrypts into its own buffer first; this one is reserved as the read starts.
+    async fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(READ_CHUNK);
+        self.0.read_buf(buf).await
+    }
+}
+
+impl WriteIo for TlsWrite {
+    async fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let written = AsyncWriteExt::write_vectored(&mut self.io, slices).await?;
+        self.unflushed = true;
+        Ok(written)
+    }
+
+    /// Polls once with a waker that does nothing: the connection's loop polls `write_some` with
+    /// its own waker whenever a backlog remains, so no wake-up is lost.
+    fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut self.io).poll_write_vectored(&mut cx, slices) {
+            Poll::Ready(Ok(written)) => {
+                self.unflushed = true;
+                Ok(written)
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn unflushed(&self) -> bool {
+        self.unflushed
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        AsyncWriteExt::flush(&mut self.io).await?;
+        self.unflushed = false;
+        Ok(())
+    }
+
+    fn try_flush(&mut self) -> io::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut self.io).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
 /// Splits an upgraded stream; `already_read` is what the HTTP layer read past the handshake.
-pub fn split(stream: TcpStream, already_read: Bytes, max_message: usize) -> (WsSource, WsSink) {
-    let (read, write) = stream.into_split();
+pub fn split<S: Stream>(
+    stream: S,
+    already_read: Bytes,
+    max_message: usize,
+) -> (WsSource<S::Read>, WsSink<S::Write>) {
+    let (read, write) = stream.halves();
     let source = WsSource {
         io: read,
         buf: BytesMut::from(&already_read[..]),
@@ -47,29 +210,14 @@ pub fn split(stream: TcpStream, already_read: Bytes, max_message: usize) -> (WsS
     (source, sink)
 }
 
-pub struct WsSource {
-    io: OwnedReadHalf,
+pub struct WsSource<R> {
+    io: R,
     buf: BytesMut,
     decoder: Decoder,
     ended: bool,
 }
 
-impl WsSource {
-    /// Reads what the socket has, allocating the buffer only now that there is something.
-    async fn fill(&mut self) -> io::Result<usize> {
-        loop {
-            self.io.as_ref().readable().await?;
-            self.buf.reserve(READ_CHUNK);
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-impl Source for WsSource {
+impl<R: ReadIo> Source for WsSource<R> {
     async fn recv(&mut self) -> Received {
         if self.ended {
             return Received::Gone;
@@ -100,7 +248,7 @@ impl Source for WsSource {
                     };
                 }
             }
-            match self.fill().await {
+            match self.io.fill(&mut self.buf).await {
                 Ok(0) | Err(_) => {
                     self.ended = true;
                     return Received::Gone;
@@ -111,8 +259,8 @@ impl Source for WsSource {
     }
 }
 
-pub struct WsSink {
-    io: OwnedWriteHalf,
+pub struct WsSink<W> {
+    io: W,
     queue: VecDeque<Bytes>,
     /// Bytes of the front frame already written.
     offset: usize,
@@ -121,7 +269,7 @@ pub struct WsSink {
     closing: bool,
 }
 
-impl WsSink {
+impl<W> WsSink<W> {
     fn enqueue(&mut self, bytes: Bytes) {
         if self.closing {
             return;
@@ -131,7 +279,7 @@ impl WsSink {
     }
 }
 
-impl Sink for WsSink {
+impl<W: WriteIo> Sink for WsSink<W> {
     fn push(&mut self, frame: &Frame) {
         self.enqueue(frame.wire().clone());
     }
@@ -152,8 +300,10 @@ impl Sink for WsSink {
         self.closing = true;
     }
 
+    /// Bytes held below (TLS records not yet on the socket) count as one, so the connection
+    /// keeps writing until they are out.
     fn backlog(&self) -> usize {
-        self.backlog
+        self.backlog + usize::from(self.io.unflushed())
     }
 
     async fn write_some(&mut self) -> io::Result<()> {
@@ -161,7 +311,7 @@ impl Sink for WsSink {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let count = fill_slices(&self.queue, self.offset, &mut slices);
         if count == 0 {
-            return Ok(());
+            return self.io.flush().await;
         }
         let written = self.io.write_vectored(&slices[..count]).await?;
         self.advance(written)
@@ -174,15 +324,18 @@ impl Sink for WsSink {
             let count = fill_slices(&self.queue, self.offset, &mut slices);
             match self.io.try_write_vectored(&slices[..count]) {
                 Ok(written) => self.advance(written)?,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+        if self.io.unflushed() {
+            self.io.try_flush()?;
         }
         Ok(())
     }
 }
 
-impl WsSink {
+impl<W> WsSink<W> {
     /// A pong may only go between frames, never inside one already half written.
     fn pong_between_frames(&mut self) {
         if self.offset == 0 {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod tls;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,7 @@ pub fn test_config() -> Config {
     Config {
         host: [127, 0, 0, 1].into(),
         port: 0,
+        metrics: None,
         ..Config::default()
     }
 }
@@ -100,6 +102,8 @@ pub async fn subscribe_presence(
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    key: String,
+    secret: String,
 }
 
 impl Api {
@@ -111,6 +115,17 @@ impl Api {
         Api {
             http,
             base: http_url.to_string(),
+            key: "app_key".into(),
+            secret: "secret".into(),
+        }
+    }
+
+    /// Signs with another app's key and secret.
+    pub fn with_credentials(http_url: &str, key: &str, secret: &str) -> Self {
+        Api {
+            key: key.into(),
+            secret: secret.into(),
+            ..Self::new(http_url)
         }
     }
 
@@ -131,8 +146,8 @@ impl Api {
             .unwrap()
             .as_secs();
         let params = signature::sign_rest_request(
-            "app_key",
-            "secret",
+            &self.key,
+            &self.secret,
             method,
             path,
             timestamp,
