@@ -240,19 +240,18 @@ impl RunningServer {
     /// `ws://host:port` (`wss://` with TLS only), with 0.0.0.0 replaced by 127.0.0.1 so it is
     /// usable as a client URL.
     pub fn ws_url(&self) -> String {
-        let scheme = if self.plain_addr.is_some() {
-            "ws"
-        } else {
-            "wss"
-        };
-        format!("{scheme}://{}", client_addr(self.local_addr()))
+        self.url("ws", "wss")
     }
 
     pub fn http_url(&self) -> String {
+        self.url("http", "https")
+    }
+
+    fn url(&self, plain: &str, tls: &str) -> String {
         let scheme = if self.plain_addr.is_some() {
-            "http"
+            plain
         } else {
-            "https"
+            tls
         };
         format!("{scheme}://{}", client_addr(self.local_addr()))
     }

@@ -392,3 +392,64 @@ async fn new_connections_are_limited_per_client_address_behind_trusted_proxies()
     drop(kept);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn failed_signatures_and_refused_connections_are_warnings_naming_who() {
+    use common::binary::{spawn, wait_line};
+    let (_child, lines) = spawn(&[]);
+    let listening = wait_line(&lines, "listening on");
+    let addr = listening
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let api = common::Api::with_credentials(&format!("http://{addr}"), "app_key", "not-the-secret");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/apps/app_id/events",
+            Some(&serde_json::json!({"name": "e", "channels": ["c"], "data": "1"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let line = wait_line(&lines, "signature failed");
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(
+        line.contains("signature failed: POST /apps/app_id/events: "),
+        "{line}"
+    );
+    assert!(line.contains("app=\"app_id\""), "{line}");
+    assert!(line.contains("from=127.0.0.1:"), "{line}");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/app/no-such-key"))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await.0, 4001);
+    let line = wait_line(&lines, "connection refused");
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("(4001)"), "{line}");
+}
+
+#[test]
+fn start_up_names_each_changed_setting_and_where_it_came_from() {
+    use common::binary::{spawn, wait_line};
+    let (_child, lines) = spawn(&[("POXIDE_APP_SECRET", "s3cr3t"), ("POXA_APP_KEY", "k")]);
+    let listening = wait_line(&lines, "listening on");
+    assert!(listening.contains("apps=app_id (key k)"), "{listening}");
+    assert!(!listening.contains("s3cr3t"), "{listening}");
+    wait_line(
+        &lines,
+        "environment variables read: POXA_APP_KEY, POXIDE_APP_SECRET",
+    );
+    wait_line(&lines, "setting host = 127.0.0.1 (from the flag)");
+    wait_line(&lines, "setting port = 0 (from the flag)");
+    wait_line(&lines, "setting metrics = off (from the flag)");
+    wait_line(&lines, "setting apps[0].key = \"k\" (from the environment)");
+    wait_line(
+        &lines,
+        "setting apps[0].secret = *** (from the environment)",
+    );
+}

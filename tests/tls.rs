@@ -5,12 +5,12 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use common::{
+    binary::{spawn, wait_line},
     next_json, subscribe, test_config,
     tls::{der, presented, Ca, Leaf},
     Api, Ws,
@@ -138,51 +138,6 @@ async fn a_changed_certificate_is_served_to_new_connections_while_old_ones_go_on
     // The connection made with the old certificate is still served.
     publish_and_receive(&ca, tls, &mut ws, "renewed").await;
     server.shutdown().await.unwrap();
-}
-
-/// Killed when dropped, so a failed test leaves no server behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The binary with the given environment, and its log lines.
-fn spawn(envs: &[(&str, &str)]) -> (Running, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poxide"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"])
-        .env_remove("RUST_LOG")
-        .env_remove("PORT")
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Running(child), rx)
-}
-
-/// Waits for a log line containing `needle`.
-fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no log line with {needle:?}: {e}"),
-        }
-    }
 }
 
 /// `… listening on 127.0.0.1:P (ws://, http://); TLS (wss://, https://) on 127.0.0.1:T …`

@@ -35,9 +35,12 @@ impl<'a> FromRequest<'a> for Signed {
         // The query carries everything but the body's digest, so an unsigned request is
         // refused before a byte of its body is read.
         let app = authenticate(state, &app_id, req, &params).inspect_err(|e| {
+            let from = req.remote_addr();
             crate::log_limit::signature_failed(
                 &app_id,
-                req.remote_addr(),
+                &from
+                    .as_socket_addr()
+                    .map_or(from.to_string(), |a| a.to_string()),
                 &format_args!("{} {}: {e}", req.method(), req.uri().path()),
             )
         })?;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a WebSocket client, signed REST calls.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod redis;
 pub mod tls;
 

@@ -10,7 +10,6 @@ use std::{
 pub struct Ca {
     pub dir: tempfile::TempDir,
     pub cert: PathBuf,
-    key: PathBuf,
 }
 
 /// A server certificate and its key.
@@ -18,6 +17,15 @@ pub struct Leaf {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
+
+/// A new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -38,26 +46,15 @@ impl Ca {
         openssl(
             dir.path(),
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=poxide test CA",
-            ],
+                &["req", "-x509"][..],
+                &EC_KEY,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=poxide test CA"],
+            ]
+            .concat(),
         );
         Ca {
             cert: dir.path().join("ca.pem"),
-            key: dir.path().join("ca.key"),
             dir,
         }
     }
@@ -78,19 +75,11 @@ impl Ca {
         openssl(
             dir,
             &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                "/CN=localhost",
-            ],
+                &["req"][..],
+                &EC_KEY,
+                &["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"],
+            ]
+            .concat(),
         );
         openssl(
             dir,
@@ -112,7 +101,6 @@ impl Ca {
                 "san.ext",
             ],
         );
-        let _ = &self.key;
         Leaf {
             cert: dir.join(cert),
             key: dir.join(key),
