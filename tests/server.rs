@@ -395,17 +395,9 @@ async fn new_connections_are_limited_per_client_address_behind_trusted_proxies()
 
 #[tokio::test]
 async fn failed_signatures_and_refused_connections_are_warnings_naming_who() {
-    use common::binary::{spawn, wait_line};
+    use common::binary::{listening_addr, spawn, wait_line};
     let (_child, lines) = spawn(&[]);
-    let listening = wait_line(&lines, "listening on");
-    let addr = listening
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = listening_addr(&lines);
     let api = common::Api::with_credentials(&format!("http://{addr}"), "app_key", "not-the-secret");
     let (status, _) = api
         .call(

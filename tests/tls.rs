@@ -10,7 +10,7 @@ use std::{
 };
 
 use common::{
-    binary::{spawn, wait_line},
+    binary::{listening_addr, spawn, wait_line},
     next_json, subscribe, test_config,
     tls::{der, presented, Ca, Leaf},
     Api, Ws,
@@ -317,15 +317,7 @@ async fn webhooks_go_to_https_receivers_trusted_through_ssl_cert_file() {
         ("SSL_CERT_FILE", ca.cert.to_str().unwrap()),
         ("SSL_CERT_DIR", ""),
     ]);
-    let listening = wait_line(&lines, "listening on");
-    let addr = listening
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = listening_addr(&lines);
     let (mut ws, _) = common::connect(&format!("ws://{addr}")).await;
     subscribe(&mut ws, json!({"channel": "hooked"})).await;
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -51,3 +51,13 @@ pub fn wait_line(lines: &Receiver<String>, needle: &str) -> String {
         }
     }
 }
+
+/// The address of the first line saying where the server listens.
+pub fn listening_addr(lines: &Receiver<String>) -> String {
+    let line = wait_line(lines, "listening on ");
+    let rest = line.split("listening on ").nth(1).expect("an address");
+    rest.split_whitespace()
+        .next()
+        .expect("an address")
+        .to_string()
+}
