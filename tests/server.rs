@@ -445,3 +445,38 @@ fn start_up_names_each_changed_setting_and_where_it_came_from() {
         "setting apps[0].secret = *** (from the environment)",
     );
 }
+
+#[tokio::test]
+async fn a_slow_consumer_closed_with_4100_is_a_warning() {
+    use common::binary::{listening_addr, spawn_with, wait_line};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poxide.toml");
+    std::fs::write(
+        &config,
+        "outbox_capacity = 8\n[[apps]]\nid = 'app_id'\nkey = 'app_key'\nsecret = 'secret'\npayload_limit = 100000\n",
+    )
+    .unwrap();
+    let (_child, lines) = spawn_with(&["--config", config.to_str().unwrap()], &[]);
+    let addr = listening_addr(&lines);
+    let (mut slow, socket_id) = connect(&format!("ws://{addr}")).await;
+    common::subscribe(&mut slow, serde_json::json!({"channel": "firehose"})).await;
+    let api = Api::new(&format!("http://{addr}"));
+    let body = serde_json::json!({"name": "e", "channel": "firehose", "data": "x".repeat(100_000)});
+    for published in 0.. {
+        assert_eq!(
+            api.call("POST", "/apps/app_id/events", Some(&body)).await.0,
+            200
+        );
+        let (_, channel) = api
+            .call("GET", "/apps/app_id/channels/firehose", None)
+            .await;
+        if channel == r#"{"occupied":false}"# {
+            break;
+        }
+        assert!(published < 5000, "the slow client was never dropped");
+    }
+    let line = wait_line(&lines, "slow consumer closed with 4100");
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("app=app_id"), "{line}");
+    assert!(line.contains(&format!("socket=\"{socket_id}\"")), "{line}");
+}

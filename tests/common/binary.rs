@@ -19,8 +19,14 @@ impl Drop for Running {
 
 /// The binary with the given environment, and its log lines.
 pub fn spawn(envs: &[(&str, &str)]) -> (Running, Receiver<String>) {
+    spawn_with(&[], envs)
+}
+
+/// The same with more arguments (`--config FILE`).
+pub fn spawn_with(args: &[&str], envs: &[(&str, &str)]) -> (Running, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_poxide"))
         .args(["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"])
+        .args(args)
         .env_remove("RUST_LOG")
         .env_remove("PORT")
         .envs(envs.iter().copied())
