@@ -9,6 +9,8 @@
 mod process;
 mod serve;
 
+use std::sync::Arc;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -110,6 +112,8 @@ pub struct Metrics {
     webhooks: Family<AppOutcome, Counter>,
     webhook_queue: Gauge,
     rate_limited: Family<AppKind, Counter>,
+    /// Each app's tallies, made once: a new connection takes a reference.
+    meters: dashmap::DashMap<String, Arc<AppMeters>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,6 +167,7 @@ impl Metrics {
             webhooks: Family::default(),
             webhook_queue: Gauge::default(),
             rate_limited: Family::default(),
+            meters: dashmap::DashMap::new(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -245,8 +250,18 @@ impl Metrics {
         }
     }
 
-    /// The tallies a connection of `app` adds to.
-    pub fn meters(&self, app: &str) -> AppMeters {
+    /// The tallies a connection of `app` adds to (a pointer: connection futures stay small).
+    pub fn meters(&self, app: &str) -> Arc<AppMeters> {
+        if let Some(meters) = self.meters.get(app) {
+            return meters.clone();
+        }
+        self.meters
+            .entry(app.to_string())
+            .or_insert_with(|| Arc::new(self.new_meters(app)))
+            .clone()
+    }
+
+    fn new_meters(&self, app: &str) -> AppMeters {
         let label = App {
             app_id: app.to_string(),
         };
