@@ -1,6 +1,7 @@
 //! Accepting TCP connections, on the plain listener or the TLS one. Each accepted socket gets
-//! Nagle's algorithm off and its own tracked task. When accepting fails (every descriptor taken, most often) the loop backs off
-//! instead of spinning, and says so once per interval with a count, not once per failure.
+//! Nagle's algorithm off and its own tracked task. When accepting fails (every descriptor
+//! taken, most often) the loop backs off instead of spinning, and says so once per interval
+//! with a count, not once per failure.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,9 +1,10 @@
 //! Log lines whose cause a client controls (failed signatures, refused connections, clients on
 //! the wrong port) are throttled: at most one per interval, saying how many were left out, so
-//! nobody can fill the disk through the log.
+//! nobody can fill the disk through the log. Webhook drops are throttled the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[derive(Debug)]
 pub struct Throttle {
     interval_secs: u64,
     /// Seconds since the Unix epoch of the last line; 0 for never.

@@ -42,13 +42,16 @@ static PLAIN_ON_TLS: Throttle = Throttle::new(60);
 static TLS_ON_PLAIN: Throttle = Throttle::new(60);
 
 /// Whether the first byte the client sends (within the header deadline) is `TLS_HANDSHAKE`;
-/// `None` when it sends nothing.
+/// `None` when it sends nothing, in time or before a shutdown.
 async fn starts_with_tls(stream: &TcpStream, state: &ServerState) -> Option<bool> {
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(state.config.http_header_timeout, stream.peek(&mut first));
-    match peeked.await {
-        Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE),
-        _ => None,
+    tokio::select! {
+        peeked = peeked => match peeked {
+            Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE),
+            _ => None,
+        },
+        _ = state.shutdown.cancelled() => None,
     }
 }
 

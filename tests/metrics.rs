@@ -308,3 +308,43 @@ async fn a_strangers_app_id_is_not_a_label() {
     assert!(!m.keys().any(|k| k.contains("a1")), "{m:?}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_metrics_listener_serves_sixteen_connections_at_once() {
+    use tokio::io::AsyncReadExt;
+    let config = Config {
+        metrics: Some(MetricsConfig {
+            host: [127, 0, 0, 1].into(),
+            port: 0,
+        }),
+        ..test_config()
+    };
+    let server = Server::new(config).start().await.unwrap();
+    let addr = server.metrics_addr().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The seventeenth is accepted and closed at once.
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), extra.read(&mut buf))
+        .await
+        .expect("the extra connection is closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Once the idle ones go, scrapes are served again.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let scraped = reqwest::get(format!("http://{addr}/metrics")).await;
+        if scraped.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scrape after the idle ones left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await.unwrap();
+}

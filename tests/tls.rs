@@ -335,3 +335,25 @@ async fn webhooks_go_to_https_receivers_trusted_through_ssl_cert_file() {
     );
     drop(child);
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_closed_at_the_header_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new();
+    let leaf = ca.leaf("server");
+    let mut config = tls_config(&leaf);
+    config.http_header_timeout = Duration::from_millis(300);
+    let server = Server::new(config).start().await.unwrap();
+    let tls = server.tls_addr().unwrap();
+    // Nothing at all, and a handshake that stops after its first byte.
+    for opening in [&b""[..], &[0x16][..]] {
+        let mut tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
+        tcp.write_all(opening).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf))
+            .await
+            .expect("the server closes the connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{opening:?}: {read:?}");
+    }
+    server.shutdown().await.unwrap();
+}

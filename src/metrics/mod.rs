@@ -152,8 +152,7 @@ impl Metrics {
     /// Registers every metric; the configured apps start at zero so dashboards show them
     /// before their first connection.
     pub fn new(app_ids: &[String]) -> Self {
-        let mut registry = Registry::default();
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             connections: Family::default(),
             opened: Family::default(),
             closed: Family::default(),
@@ -170,7 +169,22 @@ impl Metrics {
             meters: dashmap::DashMap::new(),
             registry: Registry::default(),
         };
-        let m = &metrics;
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.registry = registry;
+        for id in app_ids {
+            let app = App { app_id: id.clone() };
+            let _ = metrics.connections.get_or_create(&app);
+            let _ = metrics.opened.get_or_create(&app);
+            let _ = metrics.channels.get_or_create(&app);
+            let _ = metrics.meters(id);
+        }
+        metrics
+    }
+
+    /// Registers clones of the families (they share their values) and the process collector.
+    fn register(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "poxide_connections",
             "Open WebSocket connections on this node",
@@ -237,17 +251,6 @@ impl Metrics {
             m.rate_limited.clone(),
         );
         registry.register_collector(Box::new(process::Process));
-        for id in app_ids {
-            let app = App { app_id: id.clone() };
-            let _ = m.connections.get_or_create(&app);
-            let _ = m.opened.get_or_create(&app);
-            let _ = m.channels.get_or_create(&app);
-            let _ = m.meters(id);
-        }
-        Metrics {
-            registry,
-            ..metrics
-        }
     }
 
     /// The tallies a connection of `app` adds to (a pointer: connection futures stay small).

@@ -7,12 +7,9 @@ mod dispatcher;
 
 pub use delivery::{Journal, Request};
 
-use std::{
-    sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::{Duration, Instant},
+use std::sync::{
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+    Arc,
 };
 
 use dashmap::DashMap;
@@ -23,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::{
     config::{AppConfig, WebhookDelivery},
     happenings::{Happening, Happenings},
+    log_limit::Throttle,
 };
 
 /// One entry of a webhook body's `events` array.
@@ -89,11 +87,20 @@ pub struct WebhookStats {
 
 /// One app's share of the pipeline: events emitted and not yet delivered, given up or
 /// cancelled. An app whose receiver is slow or down fills its own share, not the others'.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AppShare {
     pending: AtomicUsize,
-    dropped_unlogged: AtomicU64,
-    last_logged: Mutex<Option<Instant>>,
+    /// Drops are logged at most once per 10 s per app, with their count.
+    drops: Throttle,
+}
+
+impl Default for AppShare {
+    fn default() -> Self {
+        AppShare {
+            pending: AtomicUsize::new(0),
+            drops: Throttle::new(10),
+        }
+    }
 }
 
 /// Releases `n` events of an app's share when the last request carrying them is done.
@@ -114,9 +121,6 @@ impl Drop for Pending {
         self.share.pending.fetch_sub(self.n, Ordering::Relaxed);
     }
 }
-
-/// Drops are logged at most once per this interval per app, with their count.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the dispatcher receives for each emitted event.
 pub struct Emitted {
@@ -218,17 +222,13 @@ impl Webhooks {
         self.happenings.emit(|| Happening::WebhookDropped {
             app: app.id.clone(),
         });
-        share.dropped_unlogged.fetch_add(1, Ordering::Relaxed);
-        let mut last = share.last_logged.lock().expect("not poisoned");
-        if last.is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL) {
-            *last = Some(Instant::now());
-            let dropped = share.dropped_unlogged.swap(0, Ordering::Relaxed);
+        share.drops.log(|left_out| {
             tracing::warn!(
                 app = %app.id,
-                dropped,
+                dropped = left_out + 1,
                 "webhook queue full: events dropped (logged at most every 10 s)"
             );
-        }
+        });
     }
 
     /// Forgets every event not yet sent (held for the grace period or batching) and stops the
