@@ -2,7 +2,8 @@
 # Every test poxide has: formatting and lints, the Rust unit, property and conformance tests,
 # then the real client libraries (pusher-js, Laravel Echo, the Node and Python SDKs) against
 # the release binary, and every fuzz target briefly. Installs what it needs (npm packages, a
-# Python venv, cargo-fuzz, redis-server and openssl from Debian's packages); safe to run on a fresh machine.
+# Python venv, cargo-fuzz, redis-server, openssl and chromium from Debian's packages); safe to run
+# on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,12 +12,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 # The cluster tests start their own redis-server processes; the TLS tests make certificates
-# with the openssl command. Both from Debian's packages, when missing.
+# with the openssl command; the web console's tests drive chromium. All from Debian's
+# packages, when missing.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "== installing ${missing[*]} (Debian packages) for the cluster and TLS tests"
+  echo "== installing ${missing[*]} (Debian packages) for the cluster, TLS and console tests"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -74,6 +74,8 @@ pub struct AppConfig {
     /// New WebSocket connections per second per client address (after a burst as large);
     /// over it the upgrade is refused with 429. `None`: unlimited.
     pub connection_rate_per_ip: Option<u32>,
+    /// The web console may watch this app (with the server's `console` on).
+    pub console: bool,
 }
 
 /// One webhook receiver.
@@ -175,6 +177,7 @@ impl Default for AppConfig {
             allowed_origins: Vec::new(),
             rest_rate: None,
             connection_rate_per_ip: None,
+            console: true,
         }
     }
 }
@@ -203,6 +206,8 @@ pub struct Config {
     pub webhook_delivery: WebhookDelivery,
     /// Set: this node joins the cluster that shares this Redis.
     pub cluster: Option<ClusterConfig>,
+    /// The web console: the page at `/` and the signed event stream at `/console`.
+    pub console: bool,
     /// The test double's inspection API under `/_poxide/` (unsigned: for test machines only).
     pub inspect: bool,
     /// Records of each kind the inspection API keeps.
@@ -310,6 +315,7 @@ impl Default for Config {
             http_body_timeout: Duration::from_secs(30),
             webhook_delivery: WebhookDelivery::default(),
             cluster: None,
+            console: true,
             inspect: false,
             inspect_capacity: 10_000,
             socket_id_seed: None,
@@ -337,6 +343,7 @@ struct FileConfig {
     http_body_timeout_ms: Option<u64>,
     webhook_delivery: Option<WebhookDelivery>,
     cluster: Option<FileCluster>,
+    console: Option<bool>,
     inspect: Option<bool>,
     inspect_capacity: Option<usize>,
     socket_id_seed: Option<u64>,
@@ -394,6 +401,10 @@ pub struct Overrides {
     /// [env: POXIDE_NODE_TIMEOUT_MS]
     #[arg(long)]
     pub node_timeout_ms: Option<String>,
+    /// Serve the web console at / and its event stream at /console [default: true]
+    /// [env: POXIDE_CONSOLE]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub console: Option<String>,
     /// Serve the test double's inspection API under /_poxide/ (unsigned: test machines only)
     /// [env: POXIDE_INSPECT]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -455,6 +466,7 @@ impl Overrides {
             redis_url: pick(&["POXIDE_REDIS_URL"]),
             redis_prefix: pick(&["POXIDE_REDIS_PREFIX"]),
             node_timeout_ms: pick(&["POXIDE_NODE_TIMEOUT_MS"]),
+            console: pick(&["POXIDE_CONSOLE"]),
             inspect: pick(&["POXIDE_INSPECT"]),
             socket_id_seed: pick(&["POXIDE_SOCKET_ID_SEED"]),
             record: pick(&["POXIDE_RECORD"]),
@@ -483,6 +495,9 @@ impl Overrides {
         }
         if let Some(v) = &self.pong_timeout_ms {
             config.pong_timeout = Duration::from_millis(parse_number(v, &key("pong_timeout_ms"))?);
+        }
+        if let Some(v) = &self.console {
+            config.console = parse_bool(v, &key("console"))?;
         }
         if let Some(v) = &self.inspect {
             config.inspect = parse_bool(v, &key("inspect"))?;
@@ -737,6 +752,7 @@ impl Config {
                 ms(self.http_header_timeout),
             ),
             ("http_body_timeout_ms".into(), ms(self.http_body_timeout)),
+            ("console".into(), self.console.to_string()),
             ("inspect".into(), self.inspect.to_string()),
             ("inspect_capacity".into(), self.inspect_capacity.to_string()),
             (
@@ -842,6 +858,9 @@ impl Config {
         }
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
+        }
+        if let Some(console) = file.console {
+            config.console = console;
         }
         if let Some(inspect) = file.inspect {
             config.inspect = inspect;

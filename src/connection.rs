@@ -94,6 +94,7 @@ pub async fn serve(
     mut sink: impl Sink,
     state: Arc<ServerState>,
     app: Arc<AppConfig>,
+    origin: String,
 ) {
     let (outbox, mut queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
     if let Err(refusal) = state
@@ -105,12 +106,18 @@ pub async fn serve(
             Refusal::OverQuota => CloseError::OverConnectionQuota,
             Refusal::Unavailable => CloseError::ClusterUnavailable,
         };
+        state.happenings.emit(|| Happening::Refused {
+            app: app.id.clone(),
+            code: reason.code(),
+            reason: reason.to_string(),
+        });
         return refuse(source, sink, reason).await;
     }
     tracing::debug!(app = %app.id, socket = outbox.socket_id(), "connected");
     state.happenings.emit(|| Happening::Connected {
         app: app.id.clone(),
         socket: outbox.clone(),
+        origin,
     });
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
@@ -126,6 +133,7 @@ pub async fn serve(
     // The timers are created once and move only when they fire (they check the time of the last
     // frame or write instead): a delivery touches no timer, and no shared lock.
     let now = Instant::now();
+    let connected_at = now;
     let mut last_heard = now;
     let mut ping_sent: Option<Instant> = None;
     let liveness = sleep_until(now + activity_timeout);
@@ -283,15 +291,16 @@ pub async fn serve(
         _ => {}
     }
     tracing::debug!(app = %app.id, socket = outbox.socket_id(), end = ?end, "connection ended");
+    let code = match &end {
+        End::PeerClosed | End::Gone | End::Stalled => None,
+        End::Violation(code, _) => Some(*code),
+        End::Close(reason) => Some(reason.code()),
+    };
     // Before the departure's effects on others (member_removed...), which it causes.
     state.happenings.emit(|| Happening::Closed {
         app: app.id.clone(),
         socket_id: outbox.socket_id().to_string(),
-        code: match &end {
-            End::PeerClosed | End::Gone | End::Stalled => None,
-            End::Violation(code, _) => Some(*code),
-            End::Close(reason) => Some(reason.code()),
-        },
+        code,
         end: match &end {
             End::PeerClosed => "client",
             End::Gone => "gone",
@@ -299,6 +308,7 @@ pub async fn serve(
             End::Violation(..) | End::Close(_) => "server",
         },
     });
+    let channels: Vec<String> = session.subscriptions.keys().cloned().collect();
     session.close().await;
     state
         .adapter
@@ -329,6 +339,9 @@ pub async fn serve(
     state.happenings.emit(|| Happening::Disconnected {
         app: app.id.clone(),
         socket_id: outbox.socket_id().to_string(),
+        channels,
+        lifetime_secs: connected_at.elapsed().as_secs(),
+        code,
     });
 }
 

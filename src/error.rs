@@ -254,6 +254,14 @@ pub enum ApiError {
     Unavailable,
     #[error("Too many requests: this app may make {0} REST requests per second")]
     RateLimited(u32),
+    #[error("The console is turned off for this app")]
+    ConsoleOff,
+    #[error("Too many consoles open: at most {0} at once")]
+    TooManyConsoles(usize),
+    #[error(
+        "The list of apps is shown only to a page opened on this machine (loopback, no proxy)"
+    )]
+    NotLoopback,
 }
 
 impl From<crate::hub::Unavailable> for ApiError {
@@ -277,8 +285,9 @@ impl ApiError {
             | BadSignature { .. } => 401,
             PayloadTooLarge { .. } | BodyTooLarge(_) => 413,
             BodyTimeout(_) => 408,
-            Unavailable => 503,
+            Unavailable | TooManyConsoles(_) => 503,
             RateLimited(_) => 429,
+            ConsoleOff | NotLoopback => 403,
             InvalidBody(_)
             | MissingField(_)
             | InvalidChannelName { .. }

@@ -1,7 +1,7 @@
 //! One stream of what happens in the server: connections, subscriptions, published events,
 //! webhooks and refusals. Every observer (the inspection records of the test double, the
-//! transcript recorder, the metrics; the console is meant to follow) reads this one stream instead of hooks of its own in each
-//! module. With no observer, emitting is a check of an empty list: the hot path pays nothing.
+//! transcript recorder, the metrics, the live console) reads this one stream instead of hooks
+//! of its own in each module. With no observer, emitting is a check of an empty list: the hot path pays nothing.
 
 use std::sync::Arc;
 
@@ -39,30 +39,63 @@ pub enum Happening {
     Connected {
         app: String,
         socket: Outbox,
+        /// The browser's `Origin` header, or the URI the client asked for.
+        origin: String,
     },
+    /// A connection ended and everything it held is released.
     Disconnected {
         app: String,
         socket_id: String,
+        /// The channels it was subscribed to when it ended.
+        channels: Vec<String>,
+        lifetime_secs: u64,
+        /// The close code the server sent, if it closed the connection.
+        code: Option<u16>,
+    },
+    /// A connection was refused before it was served (unknown origin, over quota), with the
+    /// close code it got. Unknown app keys have no app to report to.
+    Refused {
+        app: String,
+        code: u16,
+        reason: String,
     },
     Subscribed {
+        app: String,
         socket_id: String,
         channel: String,
     },
+    /// A `pusher:unsubscribe` (leaving on disconnect is part of [`Happening::Disconnected`]).
     Unsubscribed {
+        app: String,
         socket_id: String,
         channel: String,
     },
     SignedIn {
+        app: String,
         socket_id: String,
         user_id: String,
     },
+    /// A channel's membership changed, when it happened (webhooks report the same later, after
+    /// their grace period and batching, and only to receivers that asked).
+    Membership {
+        app: String,
+        channel: String,
+        change: Change,
+    },
     /// See [`Happenings::emit_published`].
     Published(Published),
-    /// A REST event was published to `channels` channels (data left out).
-    ApiPublished {
+    /// A REST event, once for all its channels, with its data: see
+    /// [`Happenings::emit_published`]. Server-to-user channels are reported as
+    /// [`Happening::Published`] only.
+    ApiMessage {
         app: String,
-        channels: usize,
+        event: String,
+        channels: Vec<String>,
+        data: String,
+        socket_id: Option<String>,
     },
+    /// A REST event was published to `channels` channels (data left out).
+    ApiPublished { app: String, channels: usize },
     /// A webhook event left the grace period and batching: `targets` are the receivers that
     /// want it (possibly none), `id` names it in later [`Happening::Delivery`]s.
     Webhook {
@@ -72,19 +105,11 @@ pub enum Happening {
         targets: Vec<String>,
     },
     /// A text frame a client sent.
-    FrameIn {
-        socket_id: String,
-        text: String,
-    },
+    FrameIn { socket_id: String, text: String },
     /// A binary frame a client sent (refused: the protocol is text).
-    BinaryIn {
-        socket_id: String,
-    },
+    BinaryIn { socket_id: String },
     /// A text frame written to a client.
-    FrameOut {
-        socket_id: String,
-        text: String,
-    },
+    FrameOut { socket_id: String, text: String },
     /// A connection ended: closed by the server with `code`, or (`None`) as `end` says:
     /// `client` (its close frame), `gone` (the socket failed), `stalled` (it stopped reading).
     Closed {
@@ -124,14 +149,24 @@ pub enum Happening {
         seconds: f64,
     },
     /// A webhook event was dropped: the queue, or the app's share of it, was full.
-    WebhookDropped {
-        app: String,
-    },
+    WebhookDropped { app: String },
     /// A rate limit refused something.
-    RateLimited {
-        app: String,
-        limit: Limit,
+    RateLimited { app: String, limit: Limit },
+}
+
+/// What [`Happening::Membership`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Occupied,
+    Vacated,
+    MemberAdded {
+        user_id: String,
     },
+    MemberRemoved {
+        user_id: String,
+    },
+    /// A subscriber of a cache channel found nothing cached.
+    CacheMiss,
 }
 
 /// Something that wants to see every happening. Called inline: it must be quick and must not
@@ -146,8 +181,15 @@ pub trait Observe: Send + Sync + 'static {
     }
 
     /// Whether it wants each published event with its data ([`Happening::Published`], a copy
-    /// per channel); those that do not see [`Happening::ApiPublished`] only.
+    /// per channel, and [`Happening::ApiMessage`]); those that do not see
+    /// [`Happening::ApiPublished`] only.
     fn wants_published(&self) -> bool {
+        true
+    }
+
+    /// Whether it wants them right now: asked at each event, so an observer that has nobody
+    /// to show them to (a console with no page open) costs one call, not a copy.
+    fn watching_published(&self) -> bool {
         true
     }
 
@@ -210,9 +252,21 @@ impl Happenings {
         dispatch(&self.wire, happening);
     }
 
-    /// A published event with its data, built only for the observers that want it.
+    /// A published event with its data, built only for the observers that want it now.
     pub fn emit_published(&self, published: impl FnOnce() -> Published) {
-        dispatch(&self.published, || Happening::Published(published()));
+        self.emit_with_data(|| Happening::Published(published()));
+    }
+
+    /// A [`Happening::ApiMessage`] (or another happening that carries event data), built only
+    /// for the observers that want published events now.
+    pub fn emit_with_data(&self, happening: impl FnOnce() -> Happening) {
+        if !self.published.iter().any(|o| o.watching_published()) {
+            return;
+        }
+        let happening = happening();
+        for observer in self.published.iter().filter(|o| o.watching_published()) {
+            observer.observe(&happening);
+        }
     }
 
     /// Whether an observer wants the wire (the REST middleware is installed only then).

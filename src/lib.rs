@@ -10,7 +10,7 @@
 //! settings; `state` what everything shares; `server` wires it up. `cluster/` shares the hub
 //! between nodes through Redis, `transitions` says what a join or leave means for the others.
 //! `happenings` is the one stream of what happens, which `inspect/` (the test double's API,
-//! also in `testing`) observes. `conformance/` replays the protocol transcripts against any
+//! also in `testing`), `metrics/` and `console/` (the web console) observe. `conformance/` replays the protocol transcripts against any
 //! server; `fuzzing` is what the fuzz targets call.
 
 mod apps;
@@ -21,6 +21,7 @@ mod cmd;
 pub mod config;
 pub mod conformance;
 mod connection;
+mod console;
 mod error;
 mod frame;
 pub mod fuzzing;

@@ -253,7 +253,7 @@ impl Observe for Recorder {
         let mut group = self.group.lock().expect("not poisoned");
         let group = &mut *group;
         match happening {
-            Happening::Connected { app, socket } if *app == self.app.id => {
+            Happening::Connected { app, socket, .. } if *app == self.app.id => {
                 let name = format!("c{}", group.clients.len() + 1);
                 group
                     .clients
@@ -401,6 +401,7 @@ mod tests {
         recorder.observe(&Happening::Connected {
             app: "app_id".into(),
             socket,
+            origin: String::new(),
         });
         for _ in 0..MAX_STEPS + 10 {
             recorder.observe(&Happening::FrameIn {
@@ -412,6 +413,9 @@ mod tests {
         recorder.observe(&Happening::Disconnected {
             app: "app_id".into(),
             socket_id: "1.1".into(),
+            channels: Vec::new(),
+            lifetime_secs: 0,
+            code: None,
         });
         let file = std::fs::read_dir(dir.path())
             .unwrap()

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use poem::{get, post, EndpointExt, Route};
+use poem::{endpoint::BoxEndpoint, get, post, EndpointExt, Route};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
@@ -86,7 +86,7 @@ impl Server {
         if let Some(events) = state.adapter.events() {
             tokio::spawn(transitions::follow(state.clone(), events));
         }
-        let mut routes = routes(state.inspector.is_some()).boxed();
+        let mut routes = routes(state.inspector.is_some(), state.console.is_some()).boxed();
         if state.happenings.wire_watched() {
             routes = routes.around(crate::record::observe_rest).boxed();
         }
@@ -168,14 +168,18 @@ async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, SocketAddr), Star
     Ok((listener, local))
 }
 
-/// The REST API and health checks, and with `inspect` the test double's `/_poxide/` API
-/// (otherwise those paths are 404 like any other).
-pub fn routes(inspect: bool) -> Route {
-    let route = if inspect {
-        Route::new().nest("/_poxide", crate::inspect::routes::routes())
-    } else {
-        Route::new()
-    };
+/// The REST API and health checks; with `inspect` the test double's `/_poxide/` API, and with
+/// `console` the web console's page and endpoints (otherwise those paths are 404 like any other).
+pub fn routes(inspect: bool, console: bool) -> BoxEndpoint<'static> {
+    let mut route = Route::new();
+    if inspect {
+        route = route.nest("/_poxide", crate::inspect::routes::routes());
+    }
+    if console {
+        route = route
+            .at("/", get(crate::console::routes::index))
+            .nest("/console", crate::console::routes::routes());
+    }
     route
         .at("/apps/:app_id/events", post(http::trigger))
         .at("/apps/:app_id/batch_events", post(http::batch_trigger))
@@ -192,8 +196,9 @@ pub fn routes(inspect: bool) -> Route {
         .at("/ping", get(http::health::ping))
         .at("/up", get(http::health::up))
         .at("/ready", get(http::health::ready))
-        .at("/", http::not_found)
-        .at("/*path", http::not_found)
+        // Not a `/*path` route: poem matches that one before `/` itself.
+        .catch_error(|_: poem::error::NotFoundError| async { http::not_found_response() })
+        .boxed()
 }
 
 /// A listening server. Dropping it does not stop it; call [`RunningServer::shutdown`].

@@ -9,6 +9,7 @@ use crate::{
     apps::Apps,
     client_ip::ConnectionRates,
     config::Config,
+    console::Console,
     happenings::{Happenings, Observe},
     hub::Adapter,
     inspect::Inspector,
@@ -42,6 +43,8 @@ pub struct ServerState {
     pub connection_rates: ConnectionRates,
     /// With metrics on.
     pub metrics: Option<Arc<Metrics>>,
+    /// The open web consoles, with `console` on.
+    pub console: Option<Arc<Console>>,
 }
 
 /// Each app's REST budget (`rest_rate`), one token bucket per app.
@@ -94,6 +97,10 @@ impl ServerState {
         if let Some(m) = &metrics {
             observers.push(m.clone());
         }
+        let console = config.console.then(|| Arc::new(Console::default()));
+        if let Some(c) = &console {
+            observers.push(c.clone());
+        }
         let happenings = Happenings::new(observers);
         ServerState {
             apps: Apps::new(&config.apps),
@@ -109,6 +116,7 @@ impl ServerState {
             rest_limits: RestLimits::default(),
             connection_rates: ConnectionRates::default(),
             metrics,
+            console,
             config,
             adapter,
             shutdown: CancellationToken::new(),

@@ -11,6 +11,7 @@ use crate::{
     channel::ChannelKind,
     config::AppConfig,
     frame::{self, Member},
+    happenings::{Change, Happening},
     hub::{HubEvent, HubResult, Joined, Left},
     state::ServerState,
     subscription_count,
@@ -27,6 +28,16 @@ pub async fn joined(
     joined: &Joined,
 ) -> HubResult<()> {
     let webhooks = &state.webhooks;
+    let membership = |change: Change| {
+        state.happenings.emit(|| Happening::Membership {
+            app: app.id.clone(),
+            channel: channel.to_string(),
+            change,
+        })
+    };
+    if joined.occupied {
+        membership(Change::Occupied);
+    }
     if joined.occupied_webhook {
         webhooks.emit(
             app,
@@ -36,6 +47,9 @@ pub async fn joined(
         );
     }
     if let (true, Some(member)) = (joined.member_added, member) {
+        membership(Change::MemberAdded {
+            user_id: member.user_id.clone(),
+        });
         state
             .adapter
             .publish(
@@ -57,6 +71,7 @@ pub async fn joined(
         }
     }
     if ChannelKind::of(channel).cache && joined.first_cache_miss {
+        membership(Change::CacheMiss);
         webhooks.emit(
             app,
             WebhookEvent::CacheMiss {
@@ -74,7 +89,17 @@ pub async fn left(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &str,
     let webhooks = &state.webhooks;
     // A hub that settles the grace period sends these webhooks itself once it has passed.
     let settled_by_hub = state.adapter.settles_grace();
+    let membership = |change: Change| {
+        state.happenings.emit(|| Happening::Membership {
+            app: app.id.clone(),
+            channel: channel.to_string(),
+            change,
+        })
+    };
     if let Some(user_id) = left.member_removed {
+        membership(Change::MemberRemoved {
+            user_id: user_id.clone(),
+        });
         let frame = frame::member_removed(channel, &user_id);
         if let Err(e) = state
             .adapter
@@ -93,6 +118,9 @@ pub async fn left(state: &Arc<ServerState>, app: &Arc<AppConfig>, channel: &str,
                 },
             );
         }
+    }
+    if left.vacated {
+        membership(Change::Vacated);
     }
     if left.vacated && !settled_by_hub {
         webhooks.emit(

@@ -16,7 +16,7 @@ use tokio_rustls::server::TlsStream;
 use crate::{
     client_ip::client_ip,
     config::AppConfig,
-    connection,
+    connection, console,
     error::CloseError,
     happenings::Happening,
     log_limit::Throttle,
@@ -39,6 +39,8 @@ const REFUSED_MESSAGE_CAP: usize = 1024;
 enum Plan {
     Serve(Arc<AppConfig>),
     Refuse(CloseError),
+    /// The web console's event stream.
+    Console(console::Watch),
 }
 
 pub fn handle(
@@ -54,12 +56,35 @@ pub fn handle(
         .headers()
         .get(header::ORIGIN)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let plan = match plan(req.uri(), state) {
+    let plan = if req.uri().path() == "/console" && state.console.is_some() {
+        // Refused before the upgrade, with the reason in the body, as a REST call would be.
+        match console::admit(state, req.uri().query()) {
+            Ok(watch) => Plan::Console(watch),
+            Err(e) => return poem::error::ResponseError::as_response(&e),
+        }
+    } else {
+        plan(req.uri(), state)
+    };
+    let plan = match plan {
         Plan::Serve(app) if !origin_allowed(&app, origin.as_deref()) => {
-            Plan::Refuse(CloseError::OriginNotAllowed(origin.unwrap_or_default()))
+            let reason = CloseError::OriginNotAllowed(origin.clone().unwrap_or_default());
+            state.happenings.emit(|| Happening::Refused {
+                app: app.id.clone(),
+                code: reason.code(),
+                reason: reason.to_string(),
+            });
+            Plan::Refuse(reason)
         }
         plan => plan,
     };
+    // What the console shows: the page's origin for a browser, else the host asked for.
+    let origin = origin.unwrap_or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .map_or("unknown".into(), |v| {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            })
+    });
     if let Plan::Serve(app) = &plan {
         let forwarded = req
             .headers()
@@ -101,11 +126,12 @@ pub fn handle(
         let cap = match &plan {
             Plan::Serve(app) => connection::message_cap(app.payload_limit),
             Plan::Refuse(_) => REFUSED_MESSAGE_CAP,
+            Plan::Console(_) => console::MESSAGE_CAP,
         };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (source, sink) = websocket::split(parts.io.into_inner(), parts.read_buf, cap);
-                run(source, sink, state, plan).await
+                run(source, sink, state, plan, origin).await
             }
             Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                 Ok(parts) => {
@@ -113,7 +139,7 @@ pub fn handle(
                         websocket::split(parts.io.into_inner(), parts.read_buf, cap);
                     // Boxed: otherwise every connection's task, plain ones too, would be as
                     // large as both connection futures together (3 KiB more each, measured).
-                    Box::pin(run(source, sink, state, plan)).await
+                    Box::pin(run(source, sink, state, plan, origin)).await
                 }
                 Err(_) => tracing::error!("upgraded connection is neither TCP nor TLS"),
             },
@@ -127,10 +153,17 @@ pub fn handle(
         .finish()
 }
 
-async fn run(source: impl Source, sink: impl Sink, state: Arc<ServerState>, plan: Plan) {
+async fn run(
+    source: impl Source,
+    sink: impl Sink,
+    state: Arc<ServerState>,
+    plan: Plan,
+    origin: String,
+) {
     match plan {
-        Plan::Serve(app) => connection::serve(source, sink, state, app).await,
+        Plan::Serve(app) => connection::serve(source, sink, state, app, origin).await,
         Plan::Refuse(reason) => connection::refuse(source, sink, reason).await,
+        Plan::Console(watch) => console::serve(source, sink, state, watch).await,
     }
 }
 

@@ -395,6 +395,7 @@ impl Adapter for ClusterAdapter {
             .filter(|f| !f.is_empty())
             .map(|f| Frame::from(f.as_str()));
         let joined = Joined {
+            occupied: flag(&out, 1),
             occupied_webhook: flag(&out, 2),
             member_added: flag(&out, 3),
             member_added_webhook: flag(&out, 4),

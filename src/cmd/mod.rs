@@ -33,7 +33,7 @@ pub async fn apply(session: &mut Session, frame: ClientFrame) {
         ClientFrame::Unsubscribe { channel } => {
             // Counted but never refused: leaving only frees resources.
             session.subscription_bucket.spend(Instant::now());
-            unsubscribe::leave(session, &channel).await;
+            unsubscribe::apply(session, &channel).await;
             Ok(())
         }
         ClientFrame::Signin(request) => {

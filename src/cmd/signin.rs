@@ -101,6 +101,7 @@ pub async fn apply(session: &mut Session, request: SigninRequest) -> Result<(), 
     });
     session.authorized = true;
     session.state.happenings.emit(|| Happening::SignedIn {
+        app: app.id.clone(),
         socket_id: session.socket_id().to_string(),
         user_id: id.clone(),
     });

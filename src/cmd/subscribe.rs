@@ -126,6 +126,7 @@ pub async fn apply(session: &mut Session, request: SubscribeRequest) -> Result<(
 fn subscribed(session: &Session, channel: &str) {
     tracing::debug!(app = %session.app.id, socket = session.socket_id(), channel, "subscribed");
     session.state.happenings.emit(|| Happening::Subscribed {
+        app: session.app.id.clone(),
         socket_id: session.socket_id().to_string(),
         channel: channel.to_string(),
     });

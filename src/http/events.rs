@@ -91,6 +91,18 @@ async fn publish(state: &ServerState, app: &AppConfig, event: &Event<'_>) -> Hub
         app: app.id.clone(),
         channels: event.channels.len(),
     });
+    state.happenings.emit_with_data(|| Happening::ApiMessage {
+        app: app.id.clone(),
+        event: event.name.clone(),
+        channels: event
+            .channels
+            .iter()
+            .filter(|c| !c.starts_with(SERVER_TO_USER_PREFIX))
+            .cloned()
+            .collect(),
+        data: decoded(&event.data),
+        socket_id: event.socket_id.clone(),
+    });
     for channel in &event.channels {
         // One frame per channel, shared by every subscriber; `data` goes in as sent.
         let frame = frame::channel_event_raw(&event.name, channel, &event.data);

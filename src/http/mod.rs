@@ -80,9 +80,11 @@ pub async fn terminate_user(
 }
 
 /// Any other path.
-#[handler]
-pub fn not_found() -> (poem::http::StatusCode, &'static str) {
-    (poem::http::StatusCode::NOT_FOUND, "Not found")
+pub fn not_found_response() -> poem::Response {
+    poem::Response::builder()
+        .status(poem::http::StatusCode::NOT_FOUND)
+        .content_type("text/plain; charset=utf-8")
+        .body("Not found")
 }
 
 /// Parses `info=a,b` into attribute names, refusing any not in `allowed`.

@@ -195,6 +195,7 @@ impl Adapter for MemoryAdapter {
         }
         let joined = Joined {
             member_added,
+            occupied,
             occupied_webhook: occupied,
             member_added_webhook: member_added,
             members: if user_id.is_some() {

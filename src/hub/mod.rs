@@ -27,6 +27,8 @@ pub struct Subscriber<'a> {
 /// What a successful subscription changed, for the caller's follow-up frames and webhooks.
 #[derive(Debug, Default)]
 pub struct Joined {
+    /// The channel went from 0 to 1 subscriber.
+    pub occupied: bool,
     /// Presence: this user id had no other connection on the channel.
     pub member_added: bool,
     /// The channel went from 0 to 1 subscriber, and that is news for webhooks: not a return

@@ -248,7 +248,7 @@ impl Observe for Inspector {
         {
             let mut records = self.lock();
             match happening {
-                Happening::Connected { app, socket } => {
+                Happening::Connected { app, socket, .. } => {
                     records.connections.insert(
                         socket.socket_id().to_string(),
                         Connection {
@@ -262,17 +262,23 @@ impl Observe for Inspector {
                 Happening::Disconnected { socket_id, .. } => {
                     records.connections.remove(socket_id);
                 }
-                Happening::Subscribed { socket_id, channel } => {
+                Happening::Subscribed {
+                    socket_id, channel, ..
+                } => {
                     if let Some(c) = records.connections.get_mut(socket_id) {
                         c.channels.insert(channel.clone());
                     }
                 }
-                Happening::Unsubscribed { socket_id, channel } => {
+                Happening::Unsubscribed {
+                    socket_id, channel, ..
+                } => {
                     if let Some(c) = records.connections.get_mut(socket_id) {
                         c.channels.remove(channel);
                     }
                 }
-                Happening::SignedIn { socket_id, user_id } => {
+                Happening::SignedIn {
+                    socket_id, user_id, ..
+                } => {
                     if let Some(c) = records.connections.get_mut(socket_id) {
                         c.user_id = Some(user_id.clone());
                     }
@@ -320,6 +326,9 @@ impl Observe for Inspector {
                 | Happening::WebhookDropped { .. }
                 | Happening::ApiAnswered { .. }
                 | Happening::ApiPublished { .. }
+                | Happening::ApiMessage { .. }
+                | Happening::Membership { .. }
+                | Happening::Refused { .. }
                 | Happening::RateLimited { .. } => return,
                 Happening::Delivery {
                     ids,
