@@ -203,6 +203,12 @@ pub struct Config {
     pub http_header_timeout: Duration,
     /// Deadline for reading a REST request body.
     pub http_body_timeout: Duration,
+    /// An HTTP-transport session with no receiving request for this long is closed.
+    pub http_session_timeout: Duration,
+    /// A receiving HTTP-transport response with nothing to say for this long sends `h`.
+    pub http_heartbeat: Duration,
+    /// HTTP-transport sessions open at once on this node.
+    pub max_http_sessions: usize,
     pub webhook_delivery: WebhookDelivery,
     /// Set: this node joins the cluster that shares this Redis.
     pub cluster: Option<ClusterConfig>,
@@ -313,6 +319,10 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             http_header_timeout: Duration::from_secs(30),
             http_body_timeout: Duration::from_secs(30),
+            http_session_timeout: Duration::from_secs(5),
+            // Under pusher-js's 30 s wait for an answer to its own ping.
+            http_heartbeat: Duration::from_secs(25),
+            max_http_sessions: 10_000,
             webhook_delivery: WebhookDelivery::default(),
             cluster: None,
             console: true,
@@ -341,6 +351,9 @@ struct FileConfig {
     write_timeout_ms: Option<u64>,
     http_header_timeout_ms: Option<u64>,
     http_body_timeout_ms: Option<u64>,
+    http_session_timeout_ms: Option<u64>,
+    http_heartbeat_ms: Option<u64>,
+    max_http_sessions: Option<usize>,
     webhook_delivery: Option<WebhookDelivery>,
     cluster: Option<FileCluster>,
     console: Option<bool>,
@@ -752,6 +765,15 @@ impl Config {
                 ms(self.http_header_timeout),
             ),
             ("http_body_timeout_ms".into(), ms(self.http_body_timeout)),
+            (
+                "http_session_timeout_ms".into(),
+                ms(self.http_session_timeout),
+            ),
+            ("http_heartbeat_ms".into(), ms(self.http_heartbeat)),
+            (
+                "max_http_sessions".into(),
+                self.max_http_sessions.to_string(),
+            ),
             ("console".into(), self.console.to_string()),
             ("inspect".into(), self.inspect.to_string()),
             ("inspect_capacity".into(), self.inspect_capacity.to_string()),
@@ -851,10 +873,18 @@ impl Config {
             (file.write_timeout_ms, &mut config.write_timeout),
             (file.http_header_timeout_ms, &mut config.http_header_timeout),
             (file.http_body_timeout_ms, &mut config.http_body_timeout),
+            (
+                file.http_session_timeout_ms,
+                &mut config.http_session_timeout,
+            ),
+            (file.http_heartbeat_ms, &mut config.http_heartbeat),
         ] {
             if let Some(ms) = value {
                 *setting = Duration::from_millis(ms);
             }
+        }
+        if let Some(n) = file.max_http_sessions {
+            config.max_http_sessions = n;
         }
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
@@ -945,6 +975,11 @@ impl Config {
                 "http_body_timeout_ms".into(),
                 self.http_body_timeout.as_millis(),
             ),
+            (
+                "http_session_timeout_ms".into(),
+                self.http_session_timeout.as_millis(),
+            ),
+            ("http_heartbeat_ms".into(), self.http_heartbeat.as_millis()),
             ("webhook_delivery.grace_ms".into(), d.grace_ms.into()),
             ("webhook_delivery.batch_ms".into(), d.batch_ms.into()),
             (
@@ -987,6 +1022,15 @@ impl Config {
                 "http_body_timeout_ms",
                 self.http_body_timeout.as_millis() as usize,
             ),
+            (
+                "http_session_timeout_ms",
+                self.http_session_timeout.as_millis() as usize,
+            ),
+            (
+                "http_heartbeat_ms",
+                self.http_heartbeat.as_millis() as usize,
+            ),
+            ("max_http_sessions", self.max_http_sessions),
         ] {
             if value == 0 {
                 return invalid(key.into(), "0".into(), "a positive integer");

@@ -3,7 +3,7 @@
 //! The layout follows the path of a message. `listener` accepts TCP (`tls` for its TLS
 //! listener), `service` serves HTTP/1.1
 //! on each connection and hands WebSocket upgrades to `upgrade`; `websocket/` is that transport
-//! (behind the `transport` seam) and `connection` runs one client over it, parsing with `frame`
+//! (behind the `transport` seam; `xhr/` is the HTTP fallback transport) and `connection` runs one client over it, parsing with `frame`
 //! (wire format) and `channel` (names) and dispatching to `cmd/`. `hub/` holds channel state
 //! behind the `Adapter` trait and fans frames out to each `socket`'s bounded queue; `http/` is
 //! the signed REST API; `webhook/` the webhooks; `signature` the HMACs; `config` and `apps` the
@@ -47,6 +47,7 @@ mod transport;
 mod upgrade;
 mod webhook;
 mod websocket;
+mod xhr;
 
 pub use config::{AppConfig, Config};
 pub use server::{RunningServer, Server, StartError};

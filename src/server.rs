@@ -196,6 +196,12 @@ pub fn routes(inspect: bool, console: bool) -> BoxEndpoint<'static> {
         .at("/ping", get(http::health::ping))
         .at("/up", get(http::health::up))
         .at("/ready", get(http::health::ready))
+        // pusher-js's HTTP fallbacks: `httpPath` is `/pusher` unless set, `''` gives `/app/…`.
+        .at(
+            "/pusher/app/:key/:server/:session/:kind",
+            crate::xhr::endpoint(),
+        )
+        .at("/app/:key/:server/:session/:kind", crate::xhr::endpoint())
         // Not a `/*path` route: poem matches that one before `/` itself.
         .catch_error(|_: poem::error::NotFoundError| async { http::not_found_response() })
         .boxed()

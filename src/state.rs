@@ -45,6 +45,8 @@ pub struct ServerState {
     pub metrics: Option<Arc<Metrics>>,
     /// The open web consoles, with `console` on.
     pub console: Option<Arc<Console>>,
+    /// The HTTP fallback transports' open sessions.
+    pub xhr_sessions: crate::xhr::Sessions,
 }
 
 /// Each app's REST budget (`rest_rate`), one token bucket per app.
@@ -117,6 +119,7 @@ impl ServerState {
             connection_rates: ConnectionRates::default(),
             metrics,
             console,
+            xhr_sessions: Default::default(),
             config,
             adapter,
             shutdown: CancellationToken::new(),

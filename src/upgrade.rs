@@ -168,7 +168,7 @@ async fn run(
 }
 
 /// Whether the app accepts a WebSocket from `origin` (see `AppConfig::allowed_origins`).
-fn origin_allowed(app: &AppConfig, origin: Option<&str>) -> bool {
+pub fn origin_allowed(app: &AppConfig, origin: Option<&str>) -> bool {
     match origin {
         None => true,
         Some(origin) => {
