@@ -218,6 +218,13 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// How many HTTP and WebSocket connections are being served now, readable from anywhere
+    /// (the binary watches it to give memory back after a burst).
+    pub fn connection_gauge(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let tasks = self.state.tasks.clone();
+        move || tasks.len()
+    }
+
     /// What happened to webhook events so far.
     pub fn webhook_stats(&self) -> &WebhookStats {
         self.state.webhooks.stats()

@@ -538,3 +538,33 @@ async fn memory_freed_by_a_closed_burst_is_reused_not_grown() {
     );
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn memory_a_closed_burst_freed_goes_back_to_the_system() {
+    let (mut child, port, _log) = spawn_binary("").await;
+    let pid = child.id().unwrap();
+    let url = format!("ws://127.0.0.1:{port}");
+    let baseline = rss_kib(pid);
+    let peak = burst(&url, pid, 3000).await;
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown > 3000,
+        "the burst took memory: {baseline} -> {peak} KiB"
+    );
+    // Idle workers collect their heaps every few seconds (`src/allocator.rs`): all but a
+    // quarter of what the burst took is returned, well within the deadline.
+    let target = baseline + grown / 4;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = rss_kib(pid);
+        if now <= target {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "RSS {baseline} KiB before, {peak} KiB at the peak, still {now} KiB after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().await.unwrap();
+}
