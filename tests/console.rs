@@ -41,6 +41,26 @@ fn signed(
     format!("{scheme}://{}{path}?{query}", server.local_addr())
 }
 
+/// A signed GET of a console endpoint with the default app's key and `secret`.
+async fn console_get(
+    server: &RunningServer,
+    path: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    reqwest::get(signed(
+        server,
+        "http",
+        path,
+        "app_key",
+        secret,
+        now(),
+        extra,
+    ))
+    .await
+    .unwrap()
+}
+
 async fn open_console(server: &RunningServer, key: &str, secret: &str) -> Ws {
     let url = signed(server, "ws", "/console", key, secret, now(), &[]);
     let (ws, response) = tokio_tungstenite::connect_async(url)
@@ -401,37 +421,13 @@ async fn the_page_and_its_endpoints() {
         404
     );
 
-    let which = http
-        .get(signed(
-            &server,
-            "http",
-            "/console/app",
-            "app_key",
-            "secret",
-            now(),
-            &[],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let which = console_get(&server, "/console/app", "secret", &[]).await;
     assert_eq!(which.status(), 200);
     assert_eq!(
         which.json::<Value>().await.unwrap(),
         json!({"app_id": "app_id", "key": "app_key"})
     );
-    let wrong = http
-        .get(signed(
-            &server,
-            "http",
-            "/console/app",
-            "app_key",
-            "nope",
-            now(),
-            &[],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let wrong = console_get(&server, "/console/app", "nope", &[]).await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.text().await.unwrap().starts_with("Invalid signature"));
 
@@ -470,36 +466,24 @@ async fn the_page_and_its_endpoints() {
         json!({"channel": "presence-lab", "auth": auth, "channel_data": channel_data}),
     )
     .await;
-    let members = http
-        .get(signed(
-            &server,
-            "http",
-            "/console/members",
-            "app_key",
-            "secret",
-            now(),
-            &[("channel", "presence-lab")],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let members = console_get(
+        &server,
+        "/console/members",
+        "secret",
+        &[("channel", "presence-lab")],
+    )
+    .await;
     assert_eq!(
         members.json::<Value>().await.unwrap(),
         json!({"members": [{"user_id": "u7", "user_info": {"name": "Ada"}}]})
     );
-    let not_presence = http
-        .get(signed(
-            &server,
-            "http",
-            "/console/members",
-            "app_key",
-            "secret",
-            now(),
-            &[("channel", "news")],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let not_presence = console_get(
+        &server,
+        "/console/members",
+        "secret",
+        &[("channel", "news")],
+    )
+    .await;
     assert_eq!(not_presence.status(), 400);
 }
 

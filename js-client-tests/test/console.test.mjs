@@ -4,13 +4,10 @@
 // receives, filter and pause, and a wrong secret's clear error. Assertions are on the DOM.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 
-import { chromium } from 'playwright-core';
-
+import { launchChromium } from '../lib/browser.mjs';
 import { APP, HOST, eventually, uid, useServer, waitEvent } from '../lib/helpers.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 15000;
 
 describe('web console', () => {
@@ -20,14 +17,7 @@ describe('web console', () => {
   const pageErrors = [];
 
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM}: apt-get install chromium (ci/test.sh does)`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
     page.setDefaultTimeout(TIMEOUT);
     page.on('pageerror', (e) => pageErrors.push(String(e)));

@@ -12,11 +12,9 @@ import http from 'node:http';
 import path from 'node:path';
 import { once } from 'node:events';
 
-import { chromium } from 'playwright-core';
-
+import { launchChromium } from '../lib/browser.mjs';
 import { APP, HOST, REPO_ROOT, eventually, readBody, uid, useServer } from '../lib/helpers.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 20000;
 const PUSHER_JS = path.join(REPO_ROOT, 'js-client-tests', 'node_modules', 'pusher-js', 'dist', 'web', 'pusher.js');
 
@@ -102,14 +100,7 @@ describe('HTTP fallback transports with pusher-js in chromium', () => {
   const pageErrors = [];
 
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM}: apt-get install chromium (ci/test.sh does)`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     origin = await startAppOrigin(env.sdk);
   });
 
