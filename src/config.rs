@@ -209,6 +209,10 @@ pub struct Config {
     pub http_heartbeat: Duration,
     /// HTTP-transport sessions open at once on this node.
     pub max_http_sessions: usize,
+    /// Bytes after which an `xhr_streaming` response ends, so that proxies do not buffer it
+    /// forever. pusher-js takes the end for a lost connection and reconnects; above 262 144 it
+    /// reopens the stream on the same session by itself first, losing nothing.
+    pub http_stream_bytes: usize,
     pub webhook_delivery: WebhookDelivery,
     /// Set: this node joins the cluster that shares this Redis.
     pub cluster: Option<ClusterConfig>,
@@ -323,6 +327,8 @@ impl Default for Config {
             // Under pusher-js's 30 s wait for an answer to its own ping.
             http_heartbeat: Duration::from_secs(25),
             max_http_sessions: 10_000,
+            // SockJS's limit, which hosted Pusher's fallback has.
+            http_stream_bytes: 128 * 1024,
             webhook_delivery: WebhookDelivery::default(),
             cluster: None,
             console: true,
@@ -354,6 +360,7 @@ struct FileConfig {
     http_session_timeout_ms: Option<u64>,
     http_heartbeat_ms: Option<u64>,
     max_http_sessions: Option<usize>,
+    http_stream_bytes: Option<usize>,
     webhook_delivery: Option<WebhookDelivery>,
     cluster: Option<FileCluster>,
     console: Option<bool>,
@@ -774,6 +781,10 @@ impl Config {
                 "max_http_sessions".into(),
                 self.max_http_sessions.to_string(),
             ),
+            (
+                "http_stream_bytes".into(),
+                self.http_stream_bytes.to_string(),
+            ),
             ("console".into(), self.console.to_string()),
             ("inspect".into(), self.inspect.to_string()),
             ("inspect_capacity".into(), self.inspect_capacity.to_string()),
@@ -885,6 +896,9 @@ impl Config {
         }
         if let Some(n) = file.max_http_sessions {
             config.max_http_sessions = n;
+        }
+        if let Some(n) = file.http_stream_bytes {
+            config.http_stream_bytes = n;
         }
         if let Some(delivery) = file.webhook_delivery {
             config.webhook_delivery = delivery;
@@ -1031,6 +1045,7 @@ impl Config {
                 self.http_heartbeat.as_millis() as usize,
             ),
             ("max_http_sessions", self.max_http_sessions),
+            ("http_stream_bytes", self.http_stream_bytes),
         ] {
             if value == 0 {
                 return invalid(key.into(), "0".into(), "a positive integer");

@@ -527,3 +527,34 @@ async fn shutdown_closes_sessions_with_4200() {
     assert_eq!(stream.next().await, None);
     stopping.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_stream_limit_is_a_setting() {
+    let server = start(|c| c.http_stream_bytes = 4096).await;
+    let mut stream = Lines::open(&server, "9/settable", "xhr_streaming").await;
+    stream.next().await;
+    stream.frames().await;
+    send_frame(
+        &server,
+        "9/settable",
+        json!({"event": "pusher:subscribe", "data": {"channel": "s"}}),
+    )
+    .await;
+    stream.frames().await;
+    let api = Api::new(&server.http_url());
+    let data = "y".repeat(1000);
+    while stream.read < 4096 {
+        api.call(
+            "POST",
+            "/apps/app_id/events",
+            Some(&json!({"name": "e", "channels": ["s"], "data": data})),
+        )
+        .await;
+        assert!(
+            stream.next().await.is_some(),
+            "ended at {} bytes",
+            stream.read
+        );
+    }
+    assert_eq!(stream.next().await, None);
+}

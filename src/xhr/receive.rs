@@ -1,5 +1,5 @@
 //! A receiving request's response body: the session's batches as lines, heartbeats while there
-//! is nothing to say, and the end. A stream (`xhr_streaming`) ends after [`STREAM_LIMIT`] bytes,
+//! is nothing to say, and the end. A stream (`xhr_streaming`) ends after `http_stream_bytes`,
 //! so that proxies do not buffer it forever; a poll (`xhr`) ends after its first line.
 
 use std::time::Duration;
@@ -11,10 +11,6 @@ use super::{
     framing,
     session::{Attached, Chunk},
 };
-
-/// Bytes after which a streaming response ends (the client then opens another connection, as
-/// it does against hosted Pusher).
-pub const STREAM_LIMIT: usize = 128 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -28,8 +24,17 @@ struct Receiving {
     /// The `o` line still to write (a new session).
     opening: bool,
     heartbeat: Duration,
+    /// Bytes after which a stream ends.
+    limit: usize,
     written: usize,
     done: bool,
+}
+
+/// How a receiving response paces itself.
+#[derive(Clone, Copy)]
+pub struct Pace {
+    pub heartbeat: Duration,
+    pub stream_bytes: usize,
 }
 
 /// The body of a receiving request on `attached`; `opened` for the request that created it.
@@ -37,13 +42,14 @@ pub fn body(
     attached: Attached,
     mode: Mode,
     opened: bool,
-    heartbeat: Duration,
+    pace: Pace,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let start = Receiving {
         attached,
         mode,
         opening: opened,
-        heartbeat,
+        heartbeat: pace.heartbeat,
+        limit: pace.stream_bytes,
         written: 0,
         done: false,
     };
@@ -54,7 +60,7 @@ pub fn body(
         }
         let line = next_line(&mut r).await;
         r.written += line.len();
-        if r.mode == Mode::Polling || r.written >= STREAM_LIMIT {
+        if r.mode == Mode::Polling || r.written >= r.limit {
             r.done = true;
         }
         Some((Ok(line), r))

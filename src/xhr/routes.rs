@@ -110,13 +110,16 @@ fn receive_request(
     let Some(attached) = session.attach() else {
         return lines(framing::close(2010, "Another connection still open"));
     };
-    let heartbeat = state.config.http_heartbeat;
+    let pace = receive::Pace {
+        heartbeat: state.config.http_heartbeat,
+        stream_bytes: state.config.http_stream_bytes,
+    };
     Response::builder()
         .content_type("application/javascript; charset=UTF-8")
         // Proxies (nginx) must pass each line on as it comes.
         .header("x-accel-buffering", "no")
         .body(Body::from_bytes_stream(receive::body(
-            attached, mode, opened, heartbeat,
+            attached, mode, opened, pace,
         )))
 }
 
