@@ -54,9 +54,7 @@ pub fn rest_request(data: &[u8]) {
     );
     let body = parts.next().unwrap_or("").as_bytes();
     let apps = Apps::new(&[AppConfig::default()]);
-    let params: auth::Params = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let params = auth::parse_query(Some(query));
     let app_id = path.split('/').nth(2).unwrap_or("");
     if auth::verify_query(&apps, app_id, method, path, &params, 1_700_000_000).is_ok() {
         let _ = auth::check_body_md5(&params, body);

@@ -357,10 +357,7 @@ pub async fn observe_rest<E: poem::Endpoint>(
     };
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+    let query = crate::http::auth::query_params(&req);
     let body =
         crate::http::auth::read_body(req.take_body(), state.config.http_body_timeout).await?;
     req.set_body(body.clone());

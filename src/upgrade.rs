@@ -66,55 +66,22 @@ pub fn handle(
         plan(req.uri(), state)
     };
     let plan = match plan {
-        Plan::Serve(app) if !origin_allowed(&app, origin.as_deref()) => {
-            let reason = CloseError::OriginNotAllowed(origin.clone().unwrap_or_default());
-            state.happenings.emit(|| Happening::Refused {
-                app: app.id.clone(),
-                code: reason.code(),
-                reason: reason.to_string(),
-            });
-            Plan::Refuse(reason)
-        }
+        Plan::Serve(app) => match refused_origin(state, &app, origin.as_deref()) {
+            Some(reason) => Plan::Refuse(reason),
+            None => Plan::Serve(app),
+        },
         plan => plan,
     };
-    // What the console shows: the page's origin for a browser, else the host asked for.
-    let origin = origin.unwrap_or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .map_or("unknown".into(), |v| {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            })
-    });
+    let origin = shown_origin(req.headers(), origin);
     if let Plan::Serve(app) = &plan {
         let forwarded = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
         let ip = client_ip(peer, forwarded, &state.config.trusted_proxies);
-        if !state.connection_rates.admit(app, ip) {
-            state.happenings.emit(|| Happening::RateLimited {
-                app: app.id.clone(),
-                limit: Limit::Connection,
-            });
-            REFUSED.log(|left_out| {
-                tracing::warn!(
-                    app = %app.id,
-                    %ip,
-                    left_out,
-                    "connection refused: over connection_rate_per_ip ({} a second)",
-                    app.connection_rate_per_ip.unwrap_or_default()
-                )
-            });
-            // Before the upgrade: a refused client costs no connection task.
-            let rate = app.connection_rate_per_ip.unwrap_or_default();
-            let message = format!(
-                "Too many connections: at most {rate} new connections per second from {ip}"
-            );
-            return Response::builder()
-                .status(StatusCode::TOO_MANY_REQUESTS)
-                .header(header::RETRY_AFTER, "1")
-                .content_type("application/json")
-                .body(serde_json::json!({ "error": message }).to_string());
+        // Before the upgrade: a refused client costs no connection task.
+        if let Some(refusal) = over_connection_rate(state, app, ip) {
+            return refusal;
         }
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -167,8 +134,66 @@ async fn run(
     }
 }
 
+/// The app's `allowed_origins` refuse `origin`: why, as observers are told.
+pub fn refused_origin(
+    state: &ServerState,
+    app: &AppConfig,
+    origin: Option<&str>,
+) -> Option<CloseError> {
+    if origin_allowed(app, origin) {
+        return None;
+    }
+    let reason = CloseError::OriginNotAllowed(origin.unwrap_or_default().to_string());
+    state.happenings.emit(|| Happening::Refused {
+        app: app.id.clone(),
+        code: reason.code(),
+        reason: reason.to_string(),
+    });
+    Some(reason)
+}
+
+/// `ip` opened more connections of the app than `connection_rate_per_ip` allows: the 429 to
+/// answer instead (counted and logged).
+pub fn over_connection_rate(state: &ServerState, app: &AppConfig, ip: IpAddr) -> Option<Response> {
+    if state.connection_rates.admit(app, ip) {
+        return None;
+    }
+    state.happenings.emit(|| Happening::RateLimited {
+        app: app.id.clone(),
+        limit: Limit::Connection,
+    });
+    let rate = app.connection_rate_per_ip.unwrap_or_default();
+    REFUSED.log(|left_out| {
+        tracing::warn!(
+            app = %app.id,
+            %ip,
+            left_out,
+            "connection refused: over connection_rate_per_ip ({rate} a second)"
+        )
+    });
+    let message =
+        format!("Too many connections: at most {rate} new connections per second from {ip}");
+    Some(
+        Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header(header::RETRY_AFTER, "1")
+            .content_type("application/json")
+            .body(serde_json::json!({ "error": message }).to_string()),
+    )
+}
+
+/// What the console shows as a connection's origin: the page's for a browser, else the host
+/// the client asked for.
+pub fn shown_origin(headers: &header::HeaderMap, origin: Option<String>) -> String {
+    origin.unwrap_or_else(|| {
+        headers.get(header::HOST).map_or("unknown".into(), |v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        })
+    })
+}
+
 /// Whether the app accepts a WebSocket from `origin` (see `AppConfig::allowed_origins`).
-pub fn origin_allowed(app: &AppConfig, origin: Option<&str>) -> bool {
+fn origin_allowed(app: &AppConfig, origin: Option<&str>) -> bool {
     match origin {
         None => true,
         Some(origin) => {

@@ -8,7 +8,7 @@ use super::Watch;
 use crate::{
     config::AppConfig,
     error::ApiError,
-    http::auth::{param, verify_query, Params},
+    http::auth::{param, parse_query, unix_now, verify_query, Params},
     state::ServerState,
 };
 
@@ -34,9 +34,7 @@ pub fn verify(
 /// Admits the console WebSocket `/console?auth_key=…`: a seat for its app, or why not.
 pub fn admit(state: &ServerState, query: Option<&str>) -> Result<Watch, ApiError> {
     let console = state.console.as_ref().ok_or(ApiError::ConsoleOff)?;
-    let params: Params = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let app = verify(state, "/console", &params, crate::http::auth::unix_now())?;
+    let params = parse_query(query);
+    let app = verify(state, "/console", &params, unix_now())?;
     console.watch(app)
 }

@@ -138,16 +138,13 @@ fn local_apps(
     if proxied || !peer.is_some_and(|ip| is_loopback(&ip)) {
         return Err(ApiError::NotLoopback);
     }
-    let mut apps: Vec<&Arc<AppConfig>> = state
+    // In the configured order (ids are unique, as the configuration checks).
+    let apps: Vec<Value> = state
         .config
         .apps
         .iter()
         .filter_map(|a| state.apps.by_id(&a.id))
         .filter(|a| a.console)
-        .collect();
-    apps.dedup_by(|a, b| a.id == b.id);
-    let apps: Vec<Value> = apps
-        .into_iter()
         .map(|a| {
             let mut entry = json!({ "app_id": a.id, "key": a.key });
             if a.secret == AppConfig::default().secret {

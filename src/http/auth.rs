@@ -102,7 +102,11 @@ const TIMESTAMP_WINDOW_SECS: i64 = 600;
 pub type Params = Vec<(String, String)>;
 
 pub fn query_params(req: &Request) -> Params {
-    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+    parse_query(req.uri().query())
+}
+
+pub fn parse_query(query: Option<&str>) -> Params {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }

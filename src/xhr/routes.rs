@@ -20,9 +20,14 @@ use super::{
     session::XhrSession,
 };
 use crate::{
-    client_ip::client_ip, config::AppConfig, connection, error::CloseError, frame,
-    happenings::Happening, metrics::Limit, state::ServerState, transport::Received,
-    upgrade::origin_allowed,
+    client_ip::client_ip,
+    config::AppConfig,
+    connection,
+    error::CloseError,
+    frame,
+    state::ServerState,
+    transport::Received,
+    upgrade::{over_connection_rate, refused_origin, shown_origin},
 };
 
 /// The endpoint of `{httpPath}/app/:key/:server/:session/:kind`.
@@ -90,13 +95,7 @@ fn receive_request(
         return refused(&CloseError::UnknownApp);
     };
     let origin = req.header(header::ORIGIN).map(str::to_string);
-    if !origin_allowed(&app, origin.as_deref()) {
-        let reason = CloseError::OriginNotAllowed(origin.unwrap_or_default());
-        state.happenings.emit(|| Happening::Refused {
-            app: app.id.clone(),
-            code: reason.code(),
-            reason: reason.to_string(),
-        });
+    if let Some(reason) = refused_origin(state, &app, origin.as_deref()) {
         return refused(&reason);
     }
     let id = session_id(&app, server, session);
@@ -140,21 +139,8 @@ fn open(
         req.header("x-forwarded-for"),
         &state.config.trusted_proxies,
     );
-    if !state.connection_rates.admit(&app, ip) {
-        state.happenings.emit(|| Happening::RateLimited {
-            app: app.id.clone(),
-            limit: Limit::Connection,
-        });
-        let rate = app.connection_rate_per_ip.unwrap_or_default();
-        let message =
-            format!("Too many connections: at most {rate} new connections per second from {ip}");
-        return Err(Box::new(
-            Response::builder()
-                .status(StatusCode::TOO_MANY_REQUESTS)
-                .header(header::RETRY_AFTER, "1")
-                .content_type("application/json")
-                .body(serde_json::json!({ "error": message }).to_string()),
-        ));
+    if let Some(refusal) = over_connection_rate(state, &app, ip) {
+        return Err(Box::new(refusal));
     }
     let cap = connection::message_cap(app.payload_limit);
     let (session, source, sink) = XhrSession::new(cap, state.config.http_session_timeout);
@@ -168,9 +154,7 @@ fn open(
             &format!("Too many HTTP sessions: at most {limit} at once on this node"),
         )));
     }
-    let origin = origin
-        .or_else(|| req.header(header::HOST).map(str::to_string))
-        .unwrap_or_else(|| "unknown".into());
+    let origin = shown_origin(req.headers(), origin);
     let state = state.clone();
     state.tasks.clone().spawn(async move {
         connection::serve(source, sink, state.clone(), app, origin).await;
