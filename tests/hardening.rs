@@ -568,3 +568,121 @@ async fn memory_a_closed_burst_freed_goes_back_to_the_system() {
     }
     child.kill().await.unwrap();
 }
+
+/// A signed console path for one app.
+fn console_path(key: &str, secret: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let params = signature::sign_rest_request(key, secret, "GET", "/console", now, b"", &[]);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    format!("/console?{query}")
+}
+
+#[tokio::test]
+async fn a_console_that_stops_reading_is_dropped_and_its_seat_given_back() {
+    let mut config = test_config();
+    config.write_timeout = Duration::from_millis(500);
+    config.apps.push(poxide::AppConfig {
+        id: "quiet".into(),
+        key: "quiet-key".into(),
+        secret: "quiet-secret".into(),
+        ..poxide::AppConfig::default()
+    });
+    let server = start(config).await;
+    let mut stalled = upgrade(&server, &console_path("app_key", "secret")).await;
+    // The other 15 seats go to consoles of an app with nothing to say: no backlog, no stall.
+    let quiet_url = || {
+        let path = console_path("quiet-key", "quiet-secret");
+        format!("ws://{}{path}", server.local_addr())
+    };
+    let mut quiet = Vec::new();
+    for _ in 0..15 {
+        quiet.push(
+            tokio_tungstenite::connect_async(quiet_url())
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    assert!(
+        tokio_tungstenite::connect_async(quiet_url()).await.is_err(),
+        "all 16 seats are taken"
+    );
+    // Far more than the console's queue, its high-water mark and the socket buffers hold.
+    let api = Api::new(&server.http_url());
+    let data = "x".repeat(9000);
+    for _ in 0..600 {
+        let event = json!({"name": "bulk", "channel": "c", "data": data});
+        assert_eq!(
+            api.call("POST", "/apps/app_id/events", Some(&event))
+                .await
+                .0,
+            200
+        );
+    }
+    let deadline = Instant::now() + DEADLINE;
+    let seated = loop {
+        match tokio_tungstenite::connect_async(quiet_url()).await {
+            Ok((ws, _)) => break ws,
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the stalled console kept its seat"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    read_until_closed(&mut stalled).await;
+    // The consoles that had nothing to write were left alone.
+    let quiet_api = Api::with_credentials(&server.http_url(), "quiet-key", "quiet-secret");
+    let event = json!({"name": "hello", "channel": "q", "data": "1"});
+    assert_eq!(
+        quiet_api
+            .call("POST", "/apps/quiet/events", Some(&event))
+            .await
+            .0,
+        200
+    );
+    quiet.push(seated);
+    for console in &mut quiet {
+        assert_eq!(next_json(console).await["type"], "API Message");
+    }
+}
+
+#[tokio::test]
+async fn a_console_message_over_1_kib_closes_it_with_1009() {
+    let server = start(test_config()).await;
+    let mut console = upgrade(&server, &console_path("app_key", "secret")).await;
+    // What the page sends is ignored, up to the cap.
+    console
+        .write_all(&client_frame(0x81, &[b'x'; 1024]))
+        .await
+        .unwrap();
+    let (_client, _) = connect(&server.ws_url()).await;
+    let mut head = [0u8; 2];
+    console.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], 0x81, "the console still writes events");
+    let len = match head[1] {
+        126 => {
+            let mut ext = [0u8; 2];
+            console.read_exact(&mut ext).await.unwrap();
+            u16::from_be_bytes(ext) as usize
+        }
+        n => n as usize,
+    };
+    let mut event = vec![0u8; len];
+    console.read_exact(&mut event).await.unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+    assert_eq!(event["type"], "Connection");
+    console
+        .write_all(&client_frame(0x81, &[b'x'; 1025]))
+        .await
+        .unwrap();
+    let rest = read_until_closed(&mut console).await;
+    assert_eq!(close_code_in(&rest), Some(1009));
+}

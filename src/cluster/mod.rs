@@ -61,6 +61,9 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Hub events waiting for the server to apply them.
 const EVENT_QUEUE: usize = 10_000;
 
+/// How many channels a listing reads or counts per Redis command.
+const LIST_BATCH: usize = 500;
+
 pub struct ClusterAdapter {
     inner: Arc<Inner>,
     events: Mutex<Option<mpsc::Receiver<HubEvent>>>,
@@ -469,29 +472,46 @@ impl Adapter for ClusterAdapter {
         let inner = &self.inner;
         let base = inner.keys.app(app);
         let key = format!("{base}:channels");
-        let mut names: Vec<String> = inner.cmd(redis::cmd("SMEMBERS").arg(&key)).await?;
-        names.sort();
-        if names.is_empty() {
-            return Ok(Vec::new());
+        // Redis runs one command at a time for every node: a large set is read and counted in
+        // bounded steps (SSCAN, then a pipeline per batch) so no single command holds it up.
+        let mut names = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = inner
+                .cmd(
+                    redis::cmd("SSCAN")
+                        .arg(&key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(LIST_BATCH),
+                )
+                .await?;
+            names.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.hlen(format!("{base}:ch:{name}:subs"));
-            pipe.hlen(format!("{base}:ch:{name}:members"));
+        let names: Vec<String> = names.into_iter().collect();
+        let mut list = Vec::with_capacity(names.len());
+        for batch in names.chunks(LIST_BATCH) {
+            let mut pipe = redis::pipe();
+            for name in batch {
+                pipe.hlen(format!("{base}:ch:{name}:subs"));
+                pipe.hlen(format!("{base}:ch:{name}:members"));
+            }
+            let counts: Vec<usize> = inner.pipe(&pipe).await?;
+            for (name, c) in batch.iter().zip(counts.chunks_exact(2)) {
+                if c[0] > 0 {
+                    let stats = ChannelStats {
+                        subscription_count: c[0],
+                        user_count: c[1],
+                    };
+                    list.push((name.clone(), stats));
+                }
+            }
         }
-        let counts: Vec<usize> = inner.pipe(&pipe).await?;
-        Ok(names
-            .into_iter()
-            .zip(counts.chunks_exact(2))
-            .filter(|(_, c)| c[0] > 0)
-            .map(|(name, c)| {
-                let stats = ChannelStats {
-                    subscription_count: c[0],
-                    user_count: c[1],
-                };
-                (name, stats)
-            })
-            .collect())
+        Ok(list)
     }
 
     async fn channel_stats(&self, app: &str, channel: &str) -> HubResult<ChannelStats> {

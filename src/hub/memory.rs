@@ -2,10 +2,11 @@
 //! each subscriber's bounded queue.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
+    ops::Bound,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -33,6 +34,10 @@ struct AppState {
     sockets: DashMap<Arc<str>, Outbox>,
     connections: AtomicUsize,
     channels: DashMap<String, Channel>,
+    /// The names of the channels with subscribers, in order. Listings walk this a batch at a time
+    /// instead of iterating `channels`, which would hold each shard's lock for the whole shard.
+    /// Written only when a channel becomes occupied or vacated, under that channel's entry lock.
+    occupied: Mutex<BTreeSet<String>>,
     /// Signed-in connections by user id.
     users: DashMap<String, HashMap<Arc<str>, Outbox>>,
     /// Connections watching a user id.
@@ -40,6 +45,10 @@ struct AppState {
     /// Cache publishes since expired, unsubscribed cache channels were last swept.
     cache_publishes: AtomicUsize,
 }
+
+/// The most channel names a listing copies under one hold of the index lock; it yields to other
+/// tasks between batches.
+const LIST_BATCH: usize = 256;
 
 /// Cache channels nobody subscribes to are only visited again by a sweep, every this many
 /// cache publishes, so their memory stays bounded without a timer.
@@ -110,6 +119,22 @@ impl Channel {
     }
 }
 
+/// Up to [`LIST_BATCH`] occupied channel names after `after`, in order.
+fn occupied_after(index: &Mutex<BTreeSet<String>>, after: Option<&str>) -> Vec<String> {
+    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+    lock(index)
+        .range::<str, _>((from, Bound::Unbounded))
+        .take(LIST_BATCH)
+        .cloned()
+        .collect()
+}
+
+/// The index holds no invariant a panicking holder could break half-way, so a poisoned lock is
+/// used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl MemoryAdapter {
     pub fn new() -> Self {
         Self::default()
@@ -171,6 +196,9 @@ impl Adapter for MemoryAdapter {
             }
         }
         let occupied = ch.subscribers.is_empty();
+        if occupied {
+            lock(&state.occupied).insert(channel.to_string());
+        }
         let mut member_added = false;
         let user_id = sub.member.as_ref().map(|m| m.user_id.clone());
         if let Some(member) = sub.member {
@@ -225,6 +253,9 @@ impl Adapter for MemoryAdapter {
             vacated: ch.subscribers.is_empty(),
             member_removed: None,
         };
+        if left.vacated {
+            lock(&state.occupied).remove(channel);
+        }
         if let Some(user_id) = sub.user_id {
             if let Some(member) = ch.members.get_mut(&user_id) {
                 member.connections -= 1;
@@ -282,14 +313,7 @@ impl Adapter for MemoryAdapter {
     fn local_channels(&self) -> Vec<(String, usize)> {
         self.apps
             .iter()
-            .map(|app| {
-                let occupied = app
-                    .channels
-                    .iter()
-                    .filter(|c| !c.subscribers.is_empty())
-                    .count();
-                (app.key().clone(), occupied)
-            })
+            .map(|app| (app.key().clone(), lock(&app.occupied).len()))
             .collect()
     }
 
@@ -316,14 +340,25 @@ impl Adapter for MemoryAdapter {
 
     async fn channels(&self, app: &str) -> HubResult<Vec<(String, ChannelStats)>> {
         let state = self.app(app);
-        let mut list: Vec<(String, ChannelStats)> = state
-            .channels
-            .iter()
-            .filter(|c| !c.subscribers.is_empty())
-            .map(|c| (c.key().clone(), c.stats()))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(list)
+        let mut list = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = occupied_after(&state.occupied, after.as_deref());
+            let Some(last) = batch.last() else {
+                return Ok(list);
+            };
+            after = Some(last.clone());
+            for name in batch {
+                // A channel vacated since its name was copied is left out, as it would have been
+                // had the listing come a moment later.
+                let stats = match state.channels.get(&name) {
+                    Some(ch) if !ch.subscribers.is_empty() => ch.stats(),
+                    _ => continue,
+                };
+                list.push((name, stats));
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn channel_stats(&self, app: &str, channel: &str) -> HubResult<ChannelStats> {
@@ -507,6 +542,67 @@ mod tests {
         };
         hub.subscribe("a", ch, sub, &|_| vec![Frame::from("first")])
             .await
+    }
+
+    /// A listing of thousands of channels copies a batch of names at a time and lets other tasks
+    /// run between batches: on this single-threaded runtime the other task gets a turn only when
+    /// the listing yields, so the turns it got count the pauses. What it did in them (a channel
+    /// vacated, channels occupied) shows in the listing as it would a moment later.
+    #[tokio::test]
+    async fn a_long_listing_gives_way_between_batches_and_sees_changes_made_meanwhile() {
+        let hub = Arc::new(MemoryAdapter::new());
+        let (s, _r) = socket("1.1");
+        let total = 10 * LIST_BATCH;
+        for i in 0..total {
+            join(&hub, &format!("c-{i:05}"), &s, None, 100)
+                .await
+                .unwrap();
+        }
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let turns = {
+            let (hub, s, done) = (hub.clone(), s.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut turns = 0;
+                while !done.load(Ordering::SeqCst) {
+                    if turns == 0 {
+                        hub.unsubscribe("a", &format!("c-{:05}", total - 1), "1.1")
+                            .await;
+                    }
+                    join(&hub, &format!("z-{turns}"), &s, None, 100)
+                        .await
+                        .unwrap();
+                    turns += 1;
+                    tokio::task::yield_now().await;
+                }
+                turns
+            })
+        };
+        tokio::task::yield_now().await;
+        let list = hub.channels("a").await.unwrap();
+        done.store(true, Ordering::SeqCst);
+        let turns = turns.await.unwrap();
+
+        assert!(
+            turns >= total / LIST_BATCH,
+            "{turns} turns during the listing"
+        );
+        let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+        let listed_c = names.iter().filter(|n| n.starts_with("c-")).count();
+        assert_eq!(listed_c, total - 1, "the vacated channel is left out");
+        assert!(!names.contains(&format!("c-{:05}", total - 1).as_str()));
+        assert!(
+            names.contains(&"z-0"),
+            "a channel occupied mid-listing is listed"
+        );
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        assert!(list.iter().all(|(_, st)| st.subscription_count == 1));
+        assert_eq!(
+            hub.local_channels(),
+            vec![("a".to_string(), total - 1 + turns)]
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use poem::{
 use super::{
     framing,
     receive::{self, Mode},
-    session::XhrSession,
+    session::{HandOver, XhrSession},
 };
 use crate::{
     client_ip::client_ip,
@@ -223,16 +223,13 @@ async fn send(
             })
             .collect()
     };
-    for message in messages {
-        let stop = matches!(message, Received::Violation { .. });
-        let delivered =
-            tokio::time::timeout(state.config.http_body_timeout, session.deliver(message)).await;
-        match delivered {
-            Ok(true) if !stop => {}
-            Ok(true) => break,
-            Ok(false) => return plain(StatusCode::NOT_FOUND, "Session not found"),
-            Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "Session busy"),
-        }
+    match session
+        .hand_over(messages, state.config.http_body_timeout)
+        .await
+    {
+        Ok(()) => {}
+        Err(HandOver::Gone) => return plain(StatusCode::NOT_FOUND, "Session not found"),
+        Err(HandOver::Busy) => return plain(StatusCode::SERVICE_UNAVAILABLE, "Session busy"),
     }
     Response::builder().status(StatusCode::NO_CONTENT).finish()
 }

@@ -114,11 +114,31 @@ impl XhrSession {
         })
     }
 
-    /// Hands a message from `xhr_send` to the connection, waiting while its inbox is full;
-    /// false when the connection is gone.
-    pub async fn deliver(&self, message: Received) -> bool {
-        self.inbox.send(message).await.is_ok()
+    /// Hands one `xhr_send` request's messages to the connection in order, stopping after a
+    /// violation (the connection closes on it). The request waits while the inbox is full, but
+    /// for no longer than `wait` in all, so a connection that does not read holds no request.
+    pub async fn hand_over(&self, messages: Vec<Received>, wait: Duration) -> Result<(), HandOver> {
+        let deadline = Instant::now() + wait;
+        for message in messages {
+            let stop = matches!(message, Received::Violation { .. });
+            match tokio::time::timeout_at(deadline, self.inbox.send(message)).await {
+                Ok(Ok(())) if stop => break,
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(HandOver::Gone),
+                Err(_) => return Err(HandOver::Busy),
+            }
+        }
+        Ok(())
     }
+}
+
+/// Why an `xhr_send` request's messages were not all handed over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HandOver {
+    /// The connection has ended.
+    Gone,
+    /// The inbox stayed full for the whole wait.
+    Busy,
 }
 
 /// What the connection reads: `xhr_send` messages, or `Gone` once no receiving request has been
@@ -294,8 +314,47 @@ mod tests {
         let _again = session.attach().unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(30), source.recv()).await;
         assert!(waited.is_err(), "expired while attached");
-        assert!(session.deliver(Received::Text("x".into())).await);
+        let wait = Duration::from_secs(1);
+        let x = || vec![Received::Text("x".into())];
+        assert_eq!(session.hand_over(x(), wait).await, Ok(()));
         assert_eq!(source.recv().await, Received::Text("x".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_does_not_read_holds_16_messages_and_then_no_request() {
+        let (session, mut source, _sink) = XhrSession::new(1024, Duration::from_secs(5));
+        let _attached = session.attach().unwrap();
+        let wait = Duration::from_secs(3);
+        let text = |i: usize| Received::Text(format!("m{i}"));
+        let started = Instant::now();
+        let first: Vec<Received> = (0..INBOX).map(text).collect();
+        assert_eq!(session.hand_over(first, wait).await, Ok(()));
+        assert_eq!(started.elapsed(), Duration::ZERO, "16 fit at once");
+        // The 17th waits the whole `wait` and no longer, then the request gives up.
+        let more: Vec<Received> = (INBOX..INBOX + 3).map(text).collect();
+        assert_eq!(session.hand_over(more, wait).await, Err(HandOver::Busy));
+        assert_eq!(started.elapsed(), wait);
+        // What was queued is read in order; a freed slot takes the next request.
+        assert_eq!(source.recv().await, text(0));
+        assert_eq!(session.hand_over(vec![text(99)], wait).await, Ok(()));
+        for i in 1..INBOX {
+            assert_eq!(source.recv().await, text(i));
+        }
+        assert_eq!(source.recv().await, text(99));
+        // A violation ends the hand-over: what follows it is not queued.
+        let violation = || Received::Violation {
+            code: 1009,
+            reason: "message too big",
+        };
+        let after = vec![text(1), violation(), text(2)];
+        assert_eq!(session.hand_over(after, wait).await, Ok(()));
+        assert_eq!(source.recv().await, text(1));
+        assert_eq!(source.recv().await, violation());
+        drop(source);
+        assert_eq!(
+            session.hand_over(vec![text(3)], wait).await,
+            Err(HandOver::Gone)
+        );
     }
 
     #[tokio::test]

@@ -882,3 +882,39 @@ async fn a_node_subscribes_only_to_the_channels_its_connections_are_in() {
     assert_nothing_more(&api, &mut x, "cache-alpha").await;
     assert_eq!(webhook_events(&receiver).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_channel_listing_reads_a_large_set_from_redis_in_bounded_steps() {
+    let redis = Redis::start().await;
+    let cluster = Cluster::new(&redis, "listing");
+    let node = cluster.node().await;
+    let mut sockets = Vec::new();
+    for part in 0..2 {
+        let (mut ws, _) = connect(&node.ws_url()).await;
+        for i in 0..600 {
+            subscribe(&mut ws, json!({"channel": format!("c-{part}-{i:03}")})).await;
+        }
+        sockets.push(ws);
+    }
+    redis.cli(&["CONFIG", "RESETSTAT"]).await;
+
+    let api = Api::new(&node.http_url());
+    let (status, body) = api.call("GET", "/apps/app_id/channels", None).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let listed: Vec<&String> = reply["channels"].as_object().unwrap().keys().collect();
+    assert_eq!(listed.len(), 1200);
+    assert!(listed.contains(&&"c-1-599".to_string()));
+
+    // The set is read with SSCAN a few hundred at a time, never in one SMEMBERS.
+    let stats = redis.cli(&["INFO", "commandstats"]).await;
+    let calls = |cmd: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(calls("sscan") >= 2, "{stats}");
+}
