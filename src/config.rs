@@ -36,6 +36,9 @@ pub struct AppConfig {
     pub id: String,
     pub key: String,
     pub secret: String,
+    /// A disabled app's connections are refused (and closed, when it is disabled while they are
+    /// open) with 4003, and its REST calls with 403.
+    pub enabled: bool,
     pub client_events: bool,
     /// Concurrent WebSocket connections; `None` is unlimited.
     pub max_connections: Option<usize>,
@@ -158,6 +161,7 @@ impl Default for AppConfig {
             id: "app_id".into(),
             key: "app_key".into(),
             secret: "secret".into(),
+            enabled: true,
             client_events: true,
             max_connections: None,
             max_presence_members: 100,
@@ -232,7 +236,29 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Set: Prometheus metrics on a listener of their own.
     pub metrics: Option<MetricsConfig>,
+    /// Set: the apps come from this database, not from `apps`.
+    pub apps_store: Option<AppsStoreConfig>,
     pub apps: Vec<AppConfig>,
+}
+
+/// `[apps_store]`: a database that holds the apps, read again as it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppsStoreConfig {
+    /// `sqlite:///path/to/apps.db` or `postgres://user:password@host:port/db`.
+    pub url: String,
+    /// How often the store is asked whether anything changed: the longest an app change
+    /// takes to reach this node.
+    pub refresh: Duration,
+}
+
+pub const DEFAULT_APPS_REFRESH: Duration = Duration::from_secs(2);
+
+/// The TOML form of [`AppsStoreConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAppsStore {
+    url: Option<String>,
+    refresh_ms: Option<u64>,
 }
 
 /// `[tls]`: the certificate, and where the TLS listener is.
@@ -339,6 +365,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             tls: None,
             metrics: Some(MetricsConfig::default()),
+            apps_store: None,
             apps: vec![AppConfig::default()],
         }
     }
@@ -371,6 +398,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<IpAddr>>,
     tls: Option<FileTls>,
     metrics: Option<FileMetrics>,
+    apps_store: Option<FileAppsStore>,
     apps: Option<Vec<AppConfig>>,
 }
 
@@ -385,6 +413,14 @@ pub struct Overrides {
     /// Port to listen on, 0 for any free one [default: 8080] [env: PORT, POXIDE_PORT]
     #[arg(long)]
     pub port: Option<String>,
+    /// Read the apps from this database instead: sqlite:///path/apps.db or
+    /// postgres://user:password@host/db [env: POXIDE_APPS_DATABASE_URL]
+    #[arg(long)]
+    pub apps_database_url: Option<String>,
+    /// Milliseconds between checks of the apps database for changes [default: 2000]
+    /// [env: POXIDE_APPS_REFRESH_MS]
+    #[arg(long)]
+    pub apps_refresh_ms: Option<String>,
     /// Id of the default (first) app [default: app_id] [env: POXIDE_APP_ID, POXA_APP_ID]
     #[arg(long)]
     pub app_id: Option<String>,
@@ -484,6 +520,8 @@ impl Overrides {
             pong_timeout_ms: pick(&["POXIDE_PONG_TIMEOUT_MS"]),
             webhook_url: pick(&["POXIDE_WEBHOOK_URL", "WEB_HOOK"]),
             redis_url: pick(&["POXIDE_REDIS_URL"]),
+            apps_database_url: pick(&["POXIDE_APPS_DATABASE_URL"]),
+            apps_refresh_ms: pick(&["POXIDE_APPS_REFRESH_MS"]),
             redis_prefix: pick(&["POXIDE_REDIS_PREFIX"]),
             node_timeout_ms: pick(&["POXIDE_NODE_TIMEOUT_MS"]),
             console: pick(&["POXIDE_CONSOLE"]),
@@ -550,6 +588,18 @@ impl Overrides {
                 node_timeout: DEFAULT_NODE_TIMEOUT,
             });
             cluster.redis_url = url.clone();
+        }
+        if let Some(url) = &self.apps_database_url {
+            config
+                .apps_store
+                .get_or_insert_with(|| AppsStoreConfig {
+                    url: String::new(),
+                    refresh: DEFAULT_APPS_REFRESH,
+                })
+                .url = url.clone();
+        }
+        if let (Some(v), Some(store)) = (&self.apps_refresh_ms, &mut config.apps_store) {
+            store.refresh = Duration::from_millis(parse_number(v, &key("apps_refresh_ms"))?);
         }
         if let Some(cluster) = &mut config.cluster {
             if let Some(prefix) = &self.redis_prefix {
@@ -742,7 +792,7 @@ impl Config {
                 // Compared in full, shown hidden.
                 let value = if key.ends_with(".secret") {
                     "***".to_string()
-                } else if key == "cluster.redis_url" {
+                } else if key == "cluster.redis_url" || key == "apps_store.url" {
                     hide_password(&value)
                 } else {
                     value
@@ -821,6 +871,10 @@ impl Config {
                 &format!("apps[{i}]"),
                 serde_json::to_value(app).unwrap_or_default(),
             );
+        }
+        if let Some(a) = &self.apps_store {
+            out.push(("apps_store.url".into(), a.url.clone()));
+            out.push(("apps_store.refresh_ms".into(), ms(a.refresh)));
         }
         if let Some(c) = &self.cluster {
             out.push(("cluster.redis_url".into(), c.redis_url.clone()));
@@ -929,6 +983,16 @@ impl Config {
                 node_timeout: node_timeout_ms.map_or(DEFAULT_NODE_TIMEOUT, Duration::from_millis),
             });
         }
+        if let Some(FileAppsStore {
+            url: Some(url),
+            refresh_ms,
+        }) = file.apps_store
+        {
+            config.apps_store = Some(AppsStoreConfig {
+                url,
+                refresh: refresh_ms.map_or(DEFAULT_APPS_REFRESH, Duration::from_millis),
+            });
+        }
         if let Some(t) = file.tls {
             config.tls = Some(TlsConfig {
                 cert: t.cert.unwrap_or_default(),
@@ -964,7 +1028,7 @@ impl Config {
                 expected,
             })
         };
-        if self.apps.is_empty() {
+        if self.apps.is_empty() && self.apps_store.is_none() {
             return invalid("apps".into(), "[]".into(), "at least one app");
         }
         if self.activity_timeout.as_secs() == 0 {
@@ -1009,15 +1073,8 @@ impl Config {
                 d.retry_window_ms.into(),
             ),
         ];
-        for (i, app) in self.apps.iter().enumerate() {
-            durations.push((
-                format!("apps[{i}].authorization_timeout_ms"),
-                app.authorization_timeout_ms.into(),
-            ));
-            durations.push((
-                format!("apps[{i}].cache_ttl_seconds"),
-                u128::from(app.cache_ttl_seconds) * 1000,
-            ));
+        if let Some(store) = &self.apps_store {
+            durations.push(("apps_store.refresh_ms".into(), store.refresh.as_millis()));
         }
         for (key, ms) in durations {
             if ms > DAY_MS {
@@ -1051,53 +1108,23 @@ impl Config {
                 return invalid(key.into(), "0".into(), "a positive integer");
             }
         }
-        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
-        for (i, app) in self.apps.iter().enumerate() {
-            let key = |name: &str| format!("apps[{i}].{name}");
-            for (name, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
-                if value.is_empty() {
-                    return invalid(key(name), value.clone(), "a non-empty string");
-                }
+        if self.apps_store.is_none() {
+            validate_apps(&self.apps)?;
+        }
+        if let Some(store) = &self.apps_store {
+            if crate::apps::StoreUrl::parse(&store.url).is_err() {
+                return invalid(
+                    "apps_store.url".into(),
+                    hide_password(&store.url),
+                    "sqlite:///path/to/apps.db or postgres://user:password@host:port/db",
+                );
             }
-            if !ids.insert(app.id.as_str()) {
-                return invalid(key("id"), app.id.clone(), "an id no other app uses");
-            }
-            if !keys.insert(app.key.as_str()) {
-                return invalid(key("key"), app.key.clone(), "a key no other app uses");
-            }
-            for (j, hook) in app.webhooks.iter().enumerate() {
-                let hook_key = |name: &str| key(&format!("webhooks[{j}].{name}"));
-                if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
-                    return invalid(
-                        hook_key("url"),
-                        hook.url.clone(),
-                        "an http:// or https:// URL",
-                    );
-                }
-                for t in hook.event_types.iter().flatten() {
-                    if !WEBHOOK_EVENT_TYPES.contains(&t.as_str()) {
-                        return invalid(
-                            hook_key("event_types"),
-                            t.clone(),
-                            "one of channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count",
-                        );
-                    }
-                }
-            }
-            for (name, value) in [
-                ("payload_limit", app.payload_limit),
-                ("max_channel_name_length", app.max_channel_name_length),
-                ("max_event_name_length", app.max_event_name_length),
-                ("client_event_rate", app.client_event_rate as usize),
-                (
-                    "max_channels_per_connection",
-                    app.max_channels_per_connection,
-                ),
-                ("subscription_rate", app.subscription_rate as usize),
-            ] {
-                if value == 0 {
-                    return invalid(key(name), "0".into(), "a positive integer");
-                }
+            if store.refresh.is_zero() {
+                return invalid(
+                    "apps_store.refresh_ms".into(),
+                    "0".into(),
+                    "a positive integer",
+                );
             }
         }
         if let Some(tls) = &self.tls {
@@ -1146,6 +1173,89 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks what serde cannot in a list of apps, wherever they come from: non-empty credentials,
+/// unique ids and keys, positive limits, sane durations, webhook URLs and event names.
+pub fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
+    let invalid = |key: String, value: String, expected| {
+        Err(ConfigError::Invalid {
+            key,
+            value,
+            expected,
+        })
+    };
+    const DAY_MS: u128 = 86_400_000;
+    for (i, app) in apps.iter().enumerate() {
+        for (name, ms) in [
+            (
+                "authorization_timeout_ms",
+                app.authorization_timeout_ms.into(),
+            ),
+            (
+                "cache_ttl_seconds",
+                u128::from(app.cache_ttl_seconds) * 1000,
+            ),
+        ] {
+            if ms > DAY_MS {
+                return invalid(
+                    format!("apps[{i}].{name}"),
+                    format!("{ms} ms"),
+                    "at most one day",
+                );
+            }
+        }
+    }
+    let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+    for (i, app) in apps.iter().enumerate() {
+        let key = |name: &str| format!("apps[{i}].{name}");
+        for (name, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+            if value.is_empty() {
+                return invalid(key(name), value.clone(), "a non-empty string");
+            }
+        }
+        if !ids.insert(app.id.as_str()) {
+            return invalid(key("id"), app.id.clone(), "an id no other app uses");
+        }
+        if !keys.insert(app.key.as_str()) {
+            return invalid(key("key"), app.key.clone(), "a key no other app uses");
+        }
+        for (j, hook) in app.webhooks.iter().enumerate() {
+            let hook_key = |name: &str| key(&format!("webhooks[{j}].{name}"));
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return invalid(
+                    hook_key("url"),
+                    hook.url.clone(),
+                    "an http:// or https:// URL",
+                );
+            }
+            for t in hook.event_types.iter().flatten() {
+                if !WEBHOOK_EVENT_TYPES.contains(&t.as_str()) {
+                    return invalid(
+                            hook_key("event_types"),
+                            t.clone(),
+                            "one of channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count",
+                        );
+                }
+            }
+        }
+        for (name, value) in [
+            ("payload_limit", app.payload_limit),
+            ("max_channel_name_length", app.max_channel_name_length),
+            ("max_event_name_length", app.max_event_name_length),
+            ("client_event_rate", app.client_event_rate as usize),
+            (
+                "max_channels_per_connection",
+                app.max_channels_per_connection,
+            ),
+            ("subscription_rate", app.subscription_rate as usize),
+        ] {
+            if value == 0 {
+                return invalid(key(name), "0".into(), "a positive integer");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `redis://:password@host` → `redis://:***@host`.

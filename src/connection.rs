@@ -93,7 +93,7 @@ pub async fn serve(
     mut source: impl Source,
     mut sink: impl Sink,
     state: Arc<ServerState>,
-    app: Arc<AppConfig>,
+    mut app: Arc<AppConfig>,
     origin: String,
 ) {
     let (outbox, mut queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
@@ -122,7 +122,11 @@ pub async fn serve(
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
     let write_timeout = state.config.write_timeout;
-    let frame_limit = frame_limit(app.payload_limit);
+    let mut frame_limit = frame_limit(app.payload_limit);
+    // The apps store may disable, remove or change this app while the connection is open.
+    let mut apps = state.apps.watch();
+    apps.mark_unchanged();
+    let mut apps_followed = true;
     outbox.send(frame::connection_established(
         outbox.socket_id(),
         activity_timeout.as_secs(),
@@ -233,6 +237,23 @@ pub async fn serve(
             }
             _ = &mut authorization, if app.authorized_connections && !session.authorized => {
                 break End::Close(CloseError::NotAuthorizedInTime);
+            }
+            changed = apps.changed(), if apps_followed => {
+                if changed.is_err() {
+                    apps_followed = false;
+                    continue;
+                }
+                let now = apps.borrow_and_update().by_id(&app.id).cloned();
+                match now {
+                    None => break End::Close(CloseError::UnknownApp),
+                    Some(now) if !now.enabled => break End::Close(CloseError::AppDisabled),
+                    Some(now) if !Arc::ptr_eq(&now, &app) => {
+                        frame_limit = self::frame_limit(now.payload_limit);
+                        session.app = now.clone();
+                        app = now;
+                    }
+                    Some(_) => {}
+                }
             }
             _ = &mut liveness => {
                 let now = Instant::now();

@@ -10,6 +10,9 @@ use thiserror::Error;
 pub enum CloseError {
     #[error("Application does not exist")]
     UnknownApp,
+    /// The app is in the store with `enabled = false` (or was just disabled).
+    #[error("Application is disabled")]
+    AppDisabled,
     #[error("Application is over connection quota")]
     OverConnectionQuota,
     #[error("Path not found")]
@@ -48,6 +51,7 @@ impl CloseError {
     pub fn code(&self) -> u16 {
         match self {
             CloseError::UnknownApp => 4001,
+            CloseError::AppDisabled => 4003,
             CloseError::OverConnectionQuota => 4004,
             CloseError::PathNotFound => 4005,
             CloseError::UnsupportedProtocol => 4007,
@@ -205,6 +209,8 @@ pub enum AuthError {
 pub enum ApiError {
     #[error("Unknown app id: {0}")]
     UnknownApp(String),
+    #[error("Application is disabled: {0}")]
+    AppDisabled(String),
     #[error("Missing parameter: {0}")]
     MissingAuthParam(&'static str),
     #[error("Unknown auth_key: {0}")]
@@ -287,7 +293,7 @@ impl ApiError {
             BodyTimeout(_) => 408,
             Unavailable | TooManyConsoles(_) => 503,
             RateLimited(_) => 429,
-            ConsoleOff | NotLoopback => 403,
+            ConsoleOff | NotLoopback | AppDisabled(_) => 403,
             InvalidBody(_)
             | MissingField(_)
             | InvalidChannelName { .. }

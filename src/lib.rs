@@ -49,6 +49,7 @@ mod webhook;
 mod websocket;
 mod xhr;
 
+pub use apps::admin::{run as apps_command, AppsArgs};
 pub use config::{AppConfig, Config};
 pub use server::{RunningServer, Server, StartError};
 pub use tls::TlsError;

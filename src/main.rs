@@ -1,6 +1,6 @@
 //! The `poxide` command: serve (the default) or run the conformance suite against a server.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Args, Parser, Subcommand};
 use poxide::{config::Overrides, Config, Server};
@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Replay the conformance transcripts against a running server.
     Conformance(poxide::conformance::cli::ConformanceArgs),
+    /// List, add, remove or change the apps of an apps database (sqlite:// or postgres://).
+    Apps(poxide::AppsArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Conformance(args)) => runtime.block_on(poxide::conformance::cli::run(args)),
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Apps(args)) => runtime.block_on(poxide::apps_command(args)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -59,16 +62,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    let apps: Vec<String> = config
-        .apps
-        .iter()
-        .map(|a| format!("{} (key {})", a.id, a.key))
-        .collect();
-    let credentials: Vec<serde_json::Value> = config
-        .apps
-        .iter()
-        .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))
-        .collect();
     let inspect = config.inspect;
     let cluster = config.cluster.as_ref().map(|c| {
         (
@@ -77,17 +70,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
         )
     });
     let tls_files = config.tls.as_ref().map(|t| t.cert.display().to_string());
-    // Poxa's defaults are public: fine on a developer's loopback, an open door elsewhere.
-    let public_credentials = !config.host.is_loopback()
-        && config
-            .apps
-            .iter()
-            .any(|a| a.id == "app_id" || a.key == "app_key" || a.secret == "secret");
+    let loopback = config.host.is_loopback();
     // Before the server says it is listening: a SIGTERM right after that line must find the
     // handler in place.
     let stop = stop_signal();
     tokio::pin!(stop);
-    let server = match Server::new(config).start().await {
+    let mut server = Server::new(config);
+    if let Some(path) = &args.config {
+        server = server.apps_file(path.clone(), env, args.overrides.clone());
+    }
+    let server = match server.start().await {
         Ok(server) => server,
         Err(e @ poxide::StartError::Tls(_)) => {
             eprintln!("poxide: {e}");
@@ -99,6 +91,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     tokio::spawn(allocator::collect_after_bursts(server.connection_gauge()));
+    let served = server.apps();
+    let apps: Vec<String> = served
+        .iter()
+        .map(|a| format!("{} (key {})", a.id, a.key))
+        .collect();
+    let credentials: Vec<serde_json::Value> = served
+        .iter()
+        .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))
+        .collect();
+    // Poxa's defaults are public: fine on a developer's loopback, an open door elsewhere.
+    let public_credentials = !loopback
+        && served
+            .iter()
+            .any(|a| a.id == "app_id" || a.key == "app_key" || a.secret == "secret");
     // The first line says where to connect (tests and scripts wait for it).
     let mut also = Vec::new();
     if let (Some(addr), Some(cert)) = (server.tls_addr(), &tls_files) {
@@ -150,8 +156,35 @@ async fn serve(args: ServeArgs) -> ExitCode {
             _ = &mut stop => return shutdown(server).await,
         }
     }
+    let server = Arc::new(server);
+    let hangups = reload_on_hangup(server.clone());
     stop.await;
+    hangups.abort();
+    let _ = hangups.await;
+    let server = Arc::into_inner(server).expect("the SIGHUP task has ended");
     shutdown(server).await
+}
+
+/// SIGHUP reads the apps again (the `[[apps]]` of the config file, or the apps database) at
+/// once; other settings need a restart.
+fn reload_on_hangup(server: Arc<poxide::RunningServer>) -> tokio::task::JoinHandle<()> {
+    // Installed before returning: a SIGHUP sent right after start-up must not end the process.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hangup) = hangup else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the apps again");
+                server.reload_apps();
+            }
+        }
+        #[cfg(not(unix))]
+        drop(server);
+    })
 }
 
 async fn shutdown(server: poxide::RunningServer) -> ExitCode {

@@ -4,17 +4,19 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
 use poem::{endpoint::BoxEndpoint, get, post, EndpointExt, Route};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    apps,
     cluster::ClusterAdapter,
-    config::{Config, MetricsConfig},
+    config::{AppConfig, Config, MetricsConfig, Overrides, DEFAULT_APPS_REFRESH},
     http,
     hub::{memory::MemoryAdapter, Adapter},
     listener,
@@ -38,16 +40,29 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Cluster(String),
+    #[error("{0}")]
+    AppsStore(#[from] crate::apps::StoreError),
 }
 
 /// A poxide server, configured but not yet listening.
 pub struct Server {
     config: Config,
+    apps_file: Option<(PathBuf, Overrides, Overrides)>,
 }
 
 impl Server {
     pub fn new(config: Config) -> Self {
-        Server { config }
+        Server {
+            config,
+            apps_file: None,
+        }
+    }
+
+    /// The apps came from this file (read with these environment and flag overrides): read it
+    /// again when it changes or on [`RunningServer::reload_apps`]. Ignored with an apps store.
+    pub fn apps_file(mut self, path: PathBuf, env: Overrides, flags: Overrides) -> Self {
+        self.apps_file = Some((path, env, flags));
+        self
     }
 
     /// Binds `config.host:config.port` and starts serving in the background; in cluster mode
@@ -71,6 +86,31 @@ impl Server {
             None => None,
         };
         let mut tasks = Vec::new();
+        let (source, revision, refresh) = match &self.config.apps_store {
+            Some(store_config) => {
+                let store = apps::Store::open(&store_config.url).await?;
+                let revision = store.revision().await?;
+                self.config.apps = apps::load(&store, &apps::Apps::new(&[])).await?;
+                if self.config.apps.is_empty() {
+                    tracing::warn!(
+                        "the apps database has no apps yet: add one with `poxide apps add`"
+                    );
+                }
+                let source = Some(apps::Source::Database(store));
+                (source, revision, store_config.refresh)
+            }
+            None => {
+                let source = self
+                    .apps_file
+                    .take()
+                    .map(|(path, env, flags)| apps::Source::File {
+                        path,
+                        env: Box::new(env),
+                        flags: Box::new(flags),
+                    });
+                (source, 0, DEFAULT_APPS_REFRESH)
+            }
+        };
         let adapter: Arc<dyn Adapter> = match &self.config.cluster {
             Some(cluster) => {
                 let apps = self.config.apps.iter().map(|a| a.id.clone()).collect();
@@ -85,6 +125,11 @@ impl Server {
         let state = Arc::new(ServerState::new(self.config, adapter));
         if let Some(events) = state.adapter.events() {
             tokio::spawn(transitions::follow(state.clone(), events));
+        }
+        let reload = Arc::new(Notify::new());
+        if let Some(source) = source {
+            let follow = apps::follow(source, state.clone(), refresh, reload.clone(), revision);
+            tasks.push(tokio::spawn(follow));
         }
         let mut routes = routes(state.inspector.is_some(), state.console.is_some()).boxed();
         if state.happenings.wire_watched() {
@@ -132,6 +177,7 @@ impl Server {
         };
         Ok(RunningServer {
             state,
+            reload,
             plain_addr,
             tls_addr,
             metrics_addr,
@@ -210,6 +256,8 @@ pub fn routes(inspect: bool, console: bool) -> BoxEndpoint<'static> {
 /// A listening server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     state: Arc<ServerState>,
+    /// Wakes the apps follower at once (SIGHUP).
+    reload: Arc<Notify>,
     plain_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
@@ -223,6 +271,16 @@ impl RunningServer {
     pub fn connection_gauge(&self) -> impl Fn() -> usize + Send + Sync + 'static {
         let tasks = self.state.tasks.clone();
         move || tasks.len()
+    }
+
+    /// Reads the apps file or database again now instead of at the next check.
+    pub fn reload_apps(&self) {
+        self.reload.notify_one();
+    }
+
+    /// The apps served now, by id.
+    pub fn apps(&self) -> Vec<Arc<AppConfig>> {
+        self.state.apps.all()
     }
 
     /// What happened to webhook events so far.

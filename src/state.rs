@@ -84,7 +84,8 @@ impl ServerState {
         let recorder = config
             .record
             .clone()
-            .map(|dir| Arc::new(Recorder::new(dir, config.apps[0].clone())));
+            .zip(config.apps.first().cloned())
+            .map(|(dir, app)| Arc::new(Recorder::new(dir, app)));
         let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
         if let Some(i) = &inspector {
             observers.push(i.clone());

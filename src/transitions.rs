@@ -159,7 +159,7 @@ pub async fn presence_of_user(
 /// Applies what the hub reported by itself until the hub stops.
 pub async fn follow(state: Arc<ServerState>, mut events: tokio::sync::mpsc::Receiver<HubEvent>) {
     while let Some(event) = events.recv().await {
-        let app = |id: &str| state.apps.by_id(id).cloned();
+        let app = |id: &str| state.apps.by_id(id);
         match event {
             HubEvent::Webhook(id, event) => {
                 if let Some(app) = app(&id) {

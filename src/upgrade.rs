@@ -242,13 +242,16 @@ fn plan(uri: &poem::http::Uri, state: &ServerState) -> Plan {
     let Some(app) = state.apps.by_key(&key) else {
         return Plan::Refuse(CloseError::UnknownApp);
     };
+    if !app.enabled {
+        return Plan::Refuse(CloseError::AppDisabled);
+    }
     let protocol_ok = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "protocol")
         .is_none_or(|(_, v)| v.parse::<u32>().is_ok_and(|v| PROTOCOLS.contains(&v)));
     if !protocol_ok {
         return Plan::Refuse(CloseError::UnsupportedProtocol);
     }
-    Plan::Serve(app.clone())
+    Plan::Serve(app)
 }
 
 #[cfg(test)]

@@ -32,6 +32,18 @@ impl Keys {
         format!("{}:u:{app}", self.prefix)
     }
 
+    /// Every app's user topic, for PSUBSCRIBE: apps added while the node runs are covered too.
+    pub fn user_topics_pattern(&self) -> String {
+        let mut escaped = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        format!("{escaped}:u:*")
+    }
+
     /// The app whose user topic `topic` is, if it is one.
     pub fn app_of_user_topic<'a>(&self, topic: &'a str) -> Option<&'a str> {
         topic.strip_prefix(&self.prefix)?.strip_prefix(":u:")

@@ -85,10 +85,17 @@ struct Inner {
     /// Some cleanup did not reach Redis: the node's leftovers must be swept.
     needs_sweep: AtomicBool,
     events: mpsc::Sender<HubEvent>,
-    apps: Vec<String>,
+    /// The ids of the apps this node serves, replaced when they change.
+    apps: std::sync::RwLock<Arc<Vec<String>>>,
     grace_ms: u64,
     node_timeout: Duration,
     stop: CancellationToken,
+}
+
+impl Inner {
+    fn apps(&self) -> Arc<Vec<String>> {
+        self.apps.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 fn now_ms() -> u64 {
@@ -125,7 +132,7 @@ impl ClusterAdapter {
             reachable: AtomicBool::new(false),
             needs_sweep: AtomicBool::new(false),
             events,
-            apps,
+            apps: std::sync::RwLock::new(Arc::new(apps)),
             grace_ms,
             node_timeout: settings.node_timeout,
             stop: CancellationToken::new(),
@@ -636,7 +643,7 @@ impl Adapter for ClusterAdapter {
     }
 
     async fn clear_caches(&self) {
-        for app in &self.inner.apps {
+        for app in self.inner.apps().iter() {
             let pattern = format!("{}:ch:*:cache", self.inner.keys.app(app));
             let _ = self
                 .inner
@@ -686,13 +693,17 @@ impl Adapter for ClusterAdapter {
     fn local_channels(&self) -> Vec<(String, usize)> {
         let inner = &self.inner;
         inner
-            .apps
+            .apps()
             .iter()
             .map(|app| {
                 let prefix = inner.keys.channel_topic(app, "");
                 (app.clone(), inner.local.live_channels(&prefix))
             })
             .collect()
+    }
+
+    fn apps_changed(&self, ids: Vec<String>) {
+        *self.inner.apps.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ids);
     }
 
     async fn shutdown(&self) {

@@ -146,7 +146,7 @@ async fn sweep_node(inner: &Inner, node: &str, gone: impl Fn(&str) -> bool) -> H
 async fn pop_departures(inner: &Inner) -> HubResult<()> {
     let now = now_ms().to_string();
     let most = DEPARTURES_PER_TICK.to_string();
-    for app in &inner.apps {
+    for app in inner.apps().iter() {
         let base = inner.keys.app(app);
         let due = inner
             .script(&scripts::POP_DEPARTURES, &[&base, &now, &most])

@@ -56,9 +56,14 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
         };
         let (mut sink, mut stream) = pubsub.split();
         inner.reachable.store(true, Ordering::Release);
-        let mut topics = inner.local.topics();
-        topics.extend(inner.apps.iter().map(|app| inner.keys.user_topic(app)));
-        if sink.subscribe(&topics).await.is_err() {
+        let topics = inner.local.topics();
+        let subscribed = async {
+            if !topics.is_empty() {
+                sink.subscribe(&topics).await?;
+            }
+            sink.psubscribe(inner.keys.user_topics_pattern()).await
+        };
+        if subscribed.await.is_err() {
             inner.reachable.store(false, Ordering::Release);
             continue;
         }

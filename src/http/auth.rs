@@ -175,16 +175,19 @@ pub fn verify_query(
     }
     let pairs = || params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let string_to_sign = signature::rest_string_to_sign(method, raw_path, pairs());
-    if signature::verify(&app.secret, &string_to_sign, given_signature) {
-        return Ok(app.clone());
-    }
+    let mut signed = signature::verify(&app.secret, &string_to_sign, given_signature);
     // SDKs differ in whether they sign the path before or after percent-encoding channel names.
     let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    if decoded != raw_path {
+    if !signed && decoded != raw_path {
         let alternative = signature::rest_string_to_sign(method, &decoded, pairs());
-        if signature::verify(&app.secret, &alternative, given_signature) {
-            return Ok(app.clone());
-        }
+        signed = signature::verify(&app.secret, &alternative, given_signature);
+    }
+    // Said only to whoever holds the secret.
+    if signed && !app.enabled {
+        return Err(ApiError::AppDisabled(app.id.clone()));
+    }
+    if signed {
+        return Ok(app);
     }
     Err(ApiError::BadSignature {
         string_to_sign,

@@ -221,6 +221,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// Forgets every cache channel's event (the test double's reset).
     async fn clear_caches(&self) {}
 
+    /// The apps served are now these (an apps store changed): a cluster node looks after
+    /// their shared state too.
+    fn apps_changed(&self, _ids: Vec<String>) {}
+
     /// Whether the adapter accepts connections now (a cluster node that cannot reach Redis
     /// does not).
     fn ready(&self) -> bool {

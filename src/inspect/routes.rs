@@ -180,7 +180,6 @@ async fn unsigned_body(
     let app = state
         .apps
         .by_id(app_id)
-        .cloned()
         .ok_or_else(|| ApiError::UnknownApp(app_id.to_string()))?;
     let body = http::auth::read_body(body, state.config.http_body_timeout).await?;
     Ok((app, body))

@@ -59,6 +59,11 @@ struct Endpoint {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppOutcome {
     app_id: String,
     outcome: &'static str,
@@ -112,6 +117,7 @@ pub struct Metrics {
     webhooks: Family<AppOutcome, Counter>,
     webhook_queue: Gauge,
     rate_limited: Family<AppKind, Counter>,
+    apps_store_reads: Family<Outcome, Counter>,
     /// Each app's tallies, made once: a new connection takes a reference.
     meters: dashmap::DashMap<String, Arc<AppMeters>>,
 }
@@ -166,6 +172,7 @@ impl Metrics {
             webhooks: Family::default(),
             webhook_queue: Gauge::default(),
             rate_limited: Family::default(),
+            apps_store_reads: Family::default(),
             meters: dashmap::DashMap::new(),
             registry: Registry::default(),
         };
@@ -250,7 +257,20 @@ impl Metrics {
             "Requests refused by a rate limit, by limit",
             m.rate_limited.clone(),
         );
+        registry.register(
+            "poxide_apps_store_reads",
+            "Reads of the apps database (revision checks and loads): ok or error",
+            m.apps_store_reads.clone(),
+        );
         registry.register_collector(Box::new(process::Process));
+    }
+
+    /// One read of the apps database.
+    pub fn apps_store_read(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.apps_store_reads
+            .get_or_create(&Outcome { outcome })
+            .inc();
     }
 
     /// The tallies a connection of `app` adds to (a pointer: connection futures stay small).

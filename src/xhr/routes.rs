@@ -91,9 +91,12 @@ fn receive_request(
     session: &str,
     mode: Mode,
 ) -> Response {
-    let Some(app) = state.apps.by_key(key).cloned() else {
+    let Some(app) = state.apps.by_key(key) else {
         return refused(&CloseError::UnknownApp);
     };
+    if !app.enabled {
+        return refused(&CloseError::AppDisabled);
+    }
     let origin = req.header(header::ORIGIN).map(str::to_string);
     if let Some(reason) = refused_origin(state, &app, origin.as_deref()) {
         return refused(&reason);
@@ -173,7 +176,7 @@ async fn send(
     let session = state
         .apps
         .by_key(key)
-        .and_then(|app| state.xhr_sessions.get(&session_id(app, server, session)));
+        .and_then(|app| state.xhr_sessions.get(&session_id(&app, server, session)));
     let Some(session) = session else {
         return plain(StatusCode::NOT_FOUND, "Session not found");
     };

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod postgres;
 pub mod redis;
 pub mod tls;
 
