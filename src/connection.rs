@@ -123,10 +123,10 @@ pub async fn serve(
     let pong_timeout = state.config.pong_timeout;
     let write_timeout = state.config.write_timeout;
     let mut frame_limit = frame_limit(app.payload_limit);
-    // The apps store may disable, remove or change this app while the connection is open.
-    let mut apps = state.apps.watch();
-    apps.mark_unchanged();
-    let mut apps_followed = true;
+    // The apps store may change this app while the connection is open (disabling or removing
+    // it closes the connection through the outbox). Checked at the first turn too: the app was
+    // looked up before the connection was registered.
+    let mut apps_seen = u64::MAX;
     outbox.send(frame::connection_established(
         outbox.socket_id(),
         activity_timeout.as_secs(),
@@ -150,6 +150,20 @@ pub async fn serve(
     tokio::pin!(liveness, authorization, stall, close, shutdown);
 
     let end = loop {
+        let generation = state.apps.generation();
+        if generation != apps_seen {
+            apps_seen = generation;
+            match state.apps.by_id(&app.id) {
+                None => break End::Close(CloseError::UnknownApp),
+                Some(now) if !now.enabled => break End::Close(CloseError::AppDisabled),
+                Some(now) if !Arc::ptr_eq(&now, &app) => {
+                    frame_limit = self::frame_limit(now.payload_limit);
+                    session.app = now.clone();
+                    app = now;
+                }
+                Some(_) => {}
+            }
+        }
         let backlog = sink.backlog();
         tokio::select! {
             biased;
@@ -237,23 +251,6 @@ pub async fn serve(
             }
             _ = &mut authorization, if app.authorized_connections && !session.authorized => {
                 break End::Close(CloseError::NotAuthorizedInTime);
-            }
-            changed = apps.changed(), if apps_followed => {
-                if changed.is_err() {
-                    apps_followed = false;
-                    continue;
-                }
-                let now = apps.borrow_and_update().by_id(&app.id).cloned();
-                match now {
-                    None => break End::Close(CloseError::UnknownApp),
-                    Some(now) if !now.enabled => break End::Close(CloseError::AppDisabled),
-                    Some(now) if !Arc::ptr_eq(&now, &app) => {
-                        frame_limit = self::frame_limit(now.payload_limit);
-                        session.app = now.clone();
-                        app = now;
-                    }
-                    Some(_) => {}
-                }
             }
             _ = &mut liveness => {
                 let now = Instant::now();

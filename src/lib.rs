@@ -6,8 +6,8 @@
 //! (behind the `transport` seam; `xhr/` is the HTTP fallback transport) and `connection` runs one client over it, parsing with `frame`
 //! (wire format) and `channel` (names) and dispatching to `cmd/`. `hub/` holds channel state
 //! behind the `Adapter` trait and fans frames out to each `socket`'s bounded queue; `http/` is
-//! the signed REST API; `webhook/` the webhooks; `signature` the HMACs; `config` and `apps` the
-//! settings; `state` what everything shares; `server` wires it up. `cluster/` shares the hub
+//! the signed REST API; `webhook/` the webhooks; `signature` the HMACs; `config` the settings and
+//! `apps/` the apps (from the file or a database, followed while the server runs); `state` what everything shares; `server` wires it up. `cluster/` shares the hub
 //! between nodes through Redis, `transitions` says what a join or leave means for the others.
 //! `happenings` is the one stream of what happens, which `inspect/` (the test double's API,
 //! also in `testing`), `metrics/` and `console/` (the web console) observe. `conformance/` replays the protocol transcripts against any

@@ -53,11 +53,21 @@ async fn start(url: &str, refresh: Duration) -> RunningServer {
 
 /// Connects with `key`: the connection, or the close code it was refused with.
 async fn open(server: &RunningServer, key: &str) -> Result<Ws, u16> {
-    let url = format!("{}/app/{key}?protocol=7", server.ws_url());
+    open_at(&server.ws_url(), key).await
+}
+
+async fn open_at(ws_url: &str, key: &str) -> Result<Ws, u16> {
+    open_with_id(ws_url, key).await.map(|(ws, _)| ws)
+}
+
+/// [`open_at`], with the socket id.
+async fn open_with_id(ws_url: &str, key: &str) -> Result<(Ws, String), u16> {
+    let url = format!("{ws_url}/app/{key}?protocol=7");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let first = next_json(&mut ws).await;
     if first["event"] == "pusher:connection_established" {
-        return Ok(ws);
+        let data: Value = serde_json::from_str(first["data"].as_str().unwrap()).unwrap();
+        return Ok((ws, data["socket_id"].as_str().unwrap().to_string()));
     }
     assert_eq!(first["event"], "pusher:error", "{first}");
     let (code, _) = close_code(&mut ws).await;
@@ -113,7 +123,9 @@ async fn live_changes(url: &str) {
     let server = start(url, Duration::from_millis(100)).await;
     let http = server.http_url();
 
-    let mut first = open(&server, "k1").await.expect("a stored app is served");
+    let (mut first, first_id) = open_with_id(&server.ws_url(), "k1")
+        .await
+        .expect("a stored app is served");
     assert_eq!(open(&server, "nope").await.unwrap_err(), 4001);
     send(
         &mut first,
@@ -152,6 +164,32 @@ async fn live_changes(url: &str) {
         next_json(&mut first).await["event"],
         "e",
         "open connections kept"
+    );
+    // The open connection checks channel signatures with the new secret too.
+    let private = |secret: &str| {
+        let auth = poxide::signature::channel_auth("k1", secret, &first_id, "private-p", None);
+        json!({"event": "pusher:subscribe", "data": {"channel": "private-p", "auth": auth}})
+    };
+    send(&mut first, private("s1")).await;
+    let refused = loop {
+        let frame = next_json(&mut first).await;
+        if frame["event"] != "e" {
+            break frame;
+        }
+    };
+    assert_eq!(refused["event"], "pusher:error", "{refused}");
+    assert!(refused["data"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Invalid signature"));
+    assert_eq!(
+        next_json(&mut first).await["event"],
+        "pusher:subscription_error"
+    );
+    send(&mut first, private(&rotated)).await;
+    assert_eq!(
+        next_json(&mut first).await["event"],
+        "pusher_internal:subscription_succeeded"
     );
 
     // A limit changed: with one connection open, a second is over quota.
@@ -394,4 +432,82 @@ async fn an_unrelated_change_leaves_connections_alone() {
         "nothing else was sent to app 1's connection"
     );
     server.shutdown().await.unwrap();
+}
+
+fn apps_toml(apps: &[(&str, &str, &str)]) -> String {
+    apps.iter()
+        .map(|(id, key, secret)| {
+            format!("[[apps]]\nid = \"{id}\"\nkey = \"{key}\"\nsecret = \"{secret}\"\n")
+        })
+        .collect()
+}
+
+/// The configuration file is a store too: read again when it changes and on SIGHUP; a file
+/// that fails validation is refused with one line and the running apps stay.
+#[tokio::test]
+async fn the_config_file_is_read_again_when_it_changes_and_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("poxide.toml");
+    std::fs::write(&path, apps_toml(&[("a", "ka", "sa")])).unwrap();
+    let (child, lines) = common::binary::spawn_with(&["--config", path.to_str().unwrap()], &[]);
+    let ws = format!("ws://{}", common::binary::listening_addr(&lines));
+    let mut a = open_at(&ws, "ka").await.unwrap();
+
+    // Changed on disk: noticed without a signal.
+    std::fs::write(&path, apps_toml(&[("a", "ka", "sa2"), ("b", "kb", "sb")])).unwrap();
+    eventually("app b served", || async { open_at(&ws, "kb").await.ok() }).await;
+    let line = common::binary::wait_line(&lines, "apps changed");
+    assert!(
+        line.ends_with(&format!(
+            "apps changed ({}): added b; removed none; changed a",
+            path.display()
+        )),
+        "{line}"
+    );
+    send(&mut a, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(
+        next_json(&mut a).await["event"],
+        "pusher:pong",
+        "a's connection kept"
+    );
+
+    // Rewritten with its old modification time: only SIGHUP can tell.
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(
+        &path,
+        apps_toml(&[("a", "ka", "sa2"), ("b", "kb", "sb"), ("c", "kc", "sc")]),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    common::binary::wait_line(&lines, "SIGHUP: reading the apps again");
+    eventually("app c served", || async { open_at(&ws, "kc").await.ok() }).await;
+
+    // Invalid: refused in one line, nothing changes.
+    std::fs::write(&path, apps_toml(&[("a", "ka", "sa2"), ("d", "ka", "sd")])).unwrap();
+    let line = common::binary::wait_line(&lines, "the running apps are unchanged");
+    assert!(
+        line.contains("invalid value for apps[1].key: \"ka\" (a key no other app uses)"),
+        "{line}"
+    );
+    assert!(open_at(&ws, "kc").await.is_ok());
+    assert_eq!(open_at(&ws, "kd").await.unwrap_err(), 4001);
+
+    // Removed from the file: its connection is closed with 4001.
+    let mut b = open_at(&ws, "kb").await.unwrap();
+    std::fs::write(&path, apps_toml(&[("a", "ka", "sa2")])).unwrap();
+    assert_eq!(
+        close_code(&mut b).await,
+        (4001, "Application does not exist".into())
+    );
+    drop(child);
 }

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::store::{Store, StoreError};
 use crate::{
     config::{AppConfig, Config, Overrides},
+    error::CloseError,
     log_limit::Throttle,
     state::ServerState,
 };
@@ -24,6 +25,9 @@ pub enum Source {
     },
     Database(Store),
 }
+
+/// How long a changed file must stay unchanged before it is read.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Failures of the source: one line per interval, however often they happen.
 static FAILING: Throttle = Throttle::new(30);
@@ -57,9 +61,19 @@ pub async fn load(store: &Store, running: &super::Apps) -> Result<Vec<AppConfig>
 
 fn apply(state: &ServerState, apps: Vec<AppConfig>, from: &str) {
     let changes = state.apps.replace(apps);
-    if !changes.is_empty() {
-        tracing::info!("apps changed ({from}): {changes}");
-        state.adapter.apps_changed(state.apps.ids());
+    if changes.is_empty() {
+        return;
+    }
+    tracing::info!("apps changed ({from}): {changes}");
+    state.adapter.apps_changed(state.apps.ids());
+    // Idle connections too: the others notice the new generation at their next turn.
+    for id in &changes.removed {
+        state.adapter.close_app(id, CloseError::UnknownApp);
+    }
+    for id in &changes.changed {
+        if state.apps.by_id(id).is_some_and(|app| !app.enabled) {
+            state.adapter.close_app(id, CloseError::AppDisabled);
+        }
     }
 }
 
@@ -88,9 +102,18 @@ pub async fn follow(
         };
         match &source {
             Source::File { path, env, flags } => {
-                let seen = modified(path);
+                let mut seen = modified(path);
                 if !forced && seen == file_seen {
                     continue;
+                }
+                // Not in the middle of a write: the file has stayed as it is for a moment.
+                loop {
+                    tokio::time::sleep(SETTLE).await;
+                    let now = modified(path);
+                    if now == seen {
+                        break;
+                    }
+                    seen = now;
                 }
                 file_seen = seen;
                 match Config::load(Some(path), env, flags) {

@@ -1,10 +1,13 @@
 //! The apps this node serves right now, looked up by key (WebSocket) or id (REST): one
-//! snapshot, replaced whole when the store changes, that connections watch so a disabled,
-//! removed or changed app reaches the connections already open.
+//! snapshot, replaced whole when the store changes, with a generation number that open
+//! connections compare (one relaxed load, no lock) to learn that their app may have changed.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, RwLock,
+};
 
-use tokio::sync::watch;
+use std::collections::HashMap;
 
 use crate::config::AppConfig;
 
@@ -23,10 +26,6 @@ impl Snapshot {
             snapshot.by_id.insert(app.id.clone(), app);
         }
         snapshot
-    }
-
-    pub fn by_id(&self, id: &str) -> Option<&Arc<AppConfig>> {
-        self.by_id.get(id)
     }
 }
 
@@ -64,49 +63,59 @@ impl std::fmt::Display for Changes {
 }
 
 pub struct Apps {
-    current: watch::Sender<Arc<Snapshot>>,
+    current: RwLock<Arc<Snapshot>>,
+    /// Bumped by every replacement that changed something.
+    generation: AtomicU64,
 }
 
 impl Apps {
     pub fn new(apps: &[AppConfig]) -> Self {
         let snapshot = Snapshot::new(apps.iter().cloned().map(Arc::new).collect());
         Apps {
-            current: watch::Sender::new(Arc::new(snapshot)),
+            current: RwLock::new(Arc::new(snapshot)),
+            generation: AtomicU64::new(0),
         }
     }
 
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn by_id(&self, id: &str) -> Option<Arc<AppConfig>> {
-        self.current.borrow().by_id.get(id).cloned()
+        self.snapshot().by_id.get(id).cloned()
     }
 
     pub fn by_key(&self, key: &str) -> Option<Arc<AppConfig>> {
-        self.current.borrow().by_key.get(key).cloned()
+        self.snapshot().by_key.get(key).cloned()
     }
 
     pub fn ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.current.borrow().by_id.keys().cloned().collect();
+        let mut ids: Vec<String> = self.snapshot().by_id.keys().cloned().collect();
         ids.sort();
         ids
     }
 
     /// Every app, by id.
     pub fn all(&self) -> Vec<Arc<AppConfig>> {
-        let mut apps: Vec<Arc<AppConfig>> = self.current.borrow().by_id.values().cloned().collect();
+        let mut apps: Vec<Arc<AppConfig>> = self.snapshot().by_id.values().cloned().collect();
         apps.sort_by(|a, b| a.id.cmp(&b.id));
         apps
     }
 
-    /// Tells of every later replacement; the connections of an app watch this.
-    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.current.subscribe()
+    /// Changes with every replacement that changed an app: a connection that saw another
+    /// number looks its app up again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Puts `apps` (already validated) in place of the current ones. An app whose settings are
-    /// unchanged keeps its `Arc`, so its connections are not woken for nothing; nothing is sent
-    /// when nothing changed.
+    /// unchanged keeps its `Arc`; the generation moves only when something changed.
     pub fn replace(&self, apps: Vec<AppConfig>) -> Changes {
         let mut changes = Changes::default();
-        let old = self.current.borrow().clone();
+        let old = self.snapshot();
         let mut kept = Vec::with_capacity(apps.len());
         for app in apps {
             match old.by_id.get(&app.id) {
@@ -136,7 +145,8 @@ impl Apps {
             list.sort();
         }
         if !changes.is_empty() {
-            self.current.send_replace(Arc::new(next));
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         changes
     }
@@ -155,14 +165,13 @@ mod tests {
     }
 
     #[test]
-    fn a_replacement_says_what_changed_and_wakes_watchers_only_then() {
+    fn a_replacement_says_what_changed_and_moves_the_generation_only_then() {
         let apps = Apps::new(&[app("1", "k1"), app("2", "k2")]);
-        let watch = apps.watch();
         let first = apps.by_id("1").unwrap();
 
         let same = apps.replace(vec![app("1", "k1"), app("2", "k2")]);
         assert!(same.is_empty());
-        assert!(!watch.has_changed().unwrap());
+        assert_eq!(apps.generation(), 0);
 
         let mut rotated = app("2", "k2");
         rotated.secret = "new".into();
@@ -175,7 +184,7 @@ mod tests {
                 changed: vec!["2".into()],
             }
         );
-        assert!(watch.has_changed().unwrap());
+        assert_eq!(apps.generation(), 1);
         assert!(
             Arc::ptr_eq(&first, &apps.by_id("1").unwrap()),
             "unchanged app kept"

@@ -27,7 +27,8 @@ pub struct Local {
     users: DashMap<String, HashMap<Arc<str>, Outbox>>,
     /// By `app\nwatched user id`.
     watchers: DashMap<String, HashMap<Arc<str>, Outbox>>,
-    sockets: DashMap<Arc<str>, Outbox>,
+    /// The node's connections, with their app.
+    sockets: DashMap<Arc<str>, (String, Outbox)>,
 }
 
 struct LocalChannel {
@@ -58,9 +59,9 @@ pub fn user_key(app: &str, user_id: &str) -> String {
 }
 
 impl Local {
-    pub fn add_socket(&self, outbox: &Outbox) {
+    pub fn add_socket(&self, app: &str, outbox: &Outbox) {
         self.sockets
-            .insert(outbox.socket_id().into(), outbox.clone());
+            .insert(outbox.socket_id().into(), (app.to_string(), outbox.clone()));
     }
 
     pub fn remove_socket(&self, socket_id: &str) {
@@ -73,10 +74,20 @@ impl Local {
 
     /// Closes every connection of this node (its Redis state is gone or unknown).
     pub fn close_all(&self, reason: CloseError) -> usize {
-        for outbox in self.sockets.iter() {
-            outbox.close(reason.clone());
+        for entry in self.sockets.iter() {
+            entry.1.close(reason.clone());
         }
         self.sockets.len()
+    }
+
+    /// Closes this node's connections of one app.
+    pub fn close_app(&self, app: &str, reason: CloseError) -> usize {
+        let mut closed = 0;
+        for entry in self.sockets.iter().filter(|e| e.0 == app) {
+            entry.1.close(reason.clone());
+            closed += 1;
+        }
+        closed
     }
 
     /// Every topic the node must be subscribed to for its channels.

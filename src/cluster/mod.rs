@@ -47,6 +47,7 @@ use self::{
 use crate::{
     channel::ChannelKind,
     config::ClusterConfig,
+    error::CloseError,
     frame::{self, Frame, Member},
     hub::{
         Adapter, CacheEntry, CachedEvent, ChannelStats, FirstFrames, HubEvent, HubResult,
@@ -296,7 +297,7 @@ impl Adapter for ClusterAdapter {
         inner.check_ready().map_err(|_| Refusal::Unavailable)?;
         let sid = socket.socket_id();
         // Known locally first, so a sweep of this node's leftovers never takes it for one.
-        inner.local.add_socket(socket);
+        inner.local.add_socket(app, socket);
         let refuse = |refusal| {
             inner.local.remove_socket(sid);
             Err(refusal)
@@ -700,6 +701,10 @@ impl Adapter for ClusterAdapter {
                 (app.clone(), inner.local.live_channels(&prefix))
             })
             .collect()
+    }
+
+    fn close_app(&self, app: &str, reason: CloseError) -> usize {
+        self.inner.local.close_app(app, reason)
     }
 
     fn apps_changed(&self, ids: Vec<String>) {

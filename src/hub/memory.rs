@@ -310,6 +310,16 @@ impl Adapter for MemoryAdapter {
         Ok(())
     }
 
+    fn close_app(&self, app: &str, reason: crate::error::CloseError) -> usize {
+        let Some(state) = self.apps.get(app).map(|s| s.clone()) else {
+            return 0;
+        };
+        for outbox in state.sockets.iter() {
+            outbox.close(reason.clone());
+        }
+        state.sockets.len()
+    }
+
     fn local_channels(&self) -> Vec<(String, usize)> {
         self.apps
             .iter()

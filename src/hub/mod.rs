@@ -225,6 +225,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// their shared state too.
     fn apps_changed(&self, _ids: Vec<String>) {}
 
+    /// Closes every connection of `app` on this node (the app was disabled or removed); how
+    /// many.
+    fn close_app(&self, app: &str, reason: crate::error::CloseError) -> usize;
+
     /// Whether the adapter accepts connections now (a cluster node that cannot reach Redis
     /// does not).
     fn ready(&self) -> bool {

@@ -918,3 +918,85 @@ async fn a_channel_listing_reads_a_large_set_from_redis_in_bounded_steps() {
     };
     assert!(calls("sscan") >= 2, "{stats}");
 }
+
+#[tokio::test]
+async fn nodes_sharing_an_apps_database_serve_an_app_added_while_they_run() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("apps.db").display());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_poxide"))
+            .args(["apps", "--database-url", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["list"]);
+    let mut cluster = Cluster::new(&redis, "store");
+    cluster.env = vec![
+        ("POXIDE_APPS_DATABASE_URL".into(), url.clone()),
+        ("POXIDE_APPS_REFRESH_MS".into(), "100".into()),
+    ];
+    let (a, b) = (cluster.node().await, cluster.node().await);
+    cli(&["add", "--id", "n", "--key", "kn", "--secret", "sn"]);
+
+    let connect_new = |node: &harness::Node| {
+        let url = format!("{}/app/kn?protocol=7", node.ws_url());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+                let first = next_event(&mut ws).await;
+                if first["event"] == "pusher:connection_established" {
+                    let data: Value =
+                        serde_json::from_str(first["data"].as_str().unwrap()).unwrap();
+                    return (ws, data["socket_id"].as_str().unwrap().to_string());
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the new app is served"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (mut on_a, a_id) = connect_new(&a).await;
+    let (mut on_b, _) = connect_new(&b).await;
+    subscribe(&mut on_b, json!({"channel": "room"})).await;
+    let auth = poxide::signature::user_auth("kn", "sn", &a_id, r#"{"id":"u"}"#);
+    send(
+        &mut on_a,
+        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": "{\"id\":\"u\"}"}}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut on_a).await["event"],
+        "pusher:signin_success"
+    );
+
+    // A's user and B's channel, each reached through the other node.
+    let api = Api::with_credentials(&b.http_url(), "kn", "sn");
+    let to_user = event("note", "#server-to-user-u", "hi");
+    assert_eq!(
+        api.call("POST", "/apps/n/events", Some(&to_user)).await.0,
+        200
+    );
+    assert_eq!(next_event(&mut on_a).await["event"], "note");
+    let api_a = Api::with_credentials(&a.http_url(), "kn", "sn");
+    let to_room = event("said", "room", "x");
+    assert_eq!(
+        api_a.call("POST", "/apps/n/events", Some(&to_room)).await.0,
+        200
+    );
+    assert_eq!(next_event(&mut on_b).await["event"], "said");
+
+    // Disabled: every node closes its connections of the app.
+    cli(&["set", "n", "enabled=false"]);
+    assert_eq!(common::close_code(&mut on_a).await.0, 4003);
+    assert_eq!(common::close_code(&mut on_b).await.0, 4003);
+}
