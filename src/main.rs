@@ -92,10 +92,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     tokio::spawn(allocator::collect_after_bursts(server.connection_gauge()));
     let served = server.apps();
-    let apps: Vec<String> = served
+    // A database may hold thousands: the first line names a few.
+    const NAMED: usize = 10;
+    let mut apps: Vec<String> = served
         .iter()
+        .take(NAMED)
         .map(|a| format!("{} (key {})", a.id, a.key))
         .collect();
+    if served.len() > NAMED {
+        apps.push(format!("and {} more", served.len() - NAMED));
+    }
     let credentials: Vec<serde_json::Value> = served
         .iter()
         .map(|a| serde_json::json!({"id": a.id, "key": a.key, "secret": a.secret}))

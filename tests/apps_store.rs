@@ -511,3 +511,46 @@ async fn the_config_file_is_read_again_when_it_changes_and_on_sighup() {
     );
     drop(child);
 }
+
+/// An outage is said once (the checks go on every 100 ms, the line at most every 30 s), and so
+/// is its end.
+#[tokio::test]
+async fn an_unreadable_database_is_logged_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("apps.db");
+    let url = format!("sqlite://{}", db.display());
+    cli_ok(&url, &["add", "--id", "l", "--key", "kl", "--secret", "sl"]);
+    let (child, lines) = common::binary::spawn(&[
+        ("POXIDE_APPS_DATABASE_URL", &url),
+        ("POXIDE_APPS_REFRESH_MS", "100"),
+    ]);
+    let ws = format!("ws://{}", common::binary::listening_addr(&lines));
+    let away = dir.path().join("apps.db.away");
+    std::fs::rename(&db, &away).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    let line = common::binary::wait_line(&lines, "apps database unavailable");
+    assert!(
+        line.contains("serving the apps last read, retrying every 100 ms"),
+        "{line}"
+    );
+    // Ten more failed checks, at least, while the app is still served.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(open_at(&ws, "kl").await.is_ok());
+    std::fs::remove_dir(&db).unwrap();
+    std::fs::rename(&away, &db).unwrap();
+    let mut between = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).expect("the recovery is logged");
+        if line.contains("apps database reachable again") {
+            break;
+        }
+        between.push(line);
+    }
+    assert!(
+        !between.iter().any(|l| l.contains("unavailable")),
+        "said once: {between:?}"
+    );
+    drop(child);
+}
