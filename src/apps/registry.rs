@@ -77,19 +77,20 @@ impl Apps {
         }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<Snapshot>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.read().clone()
     }
 
     pub fn by_id(&self, id: &str) -> Option<Arc<AppConfig>> {
-        self.snapshot().by_id.get(id).cloned()
+        self.read().by_id.get(id).cloned()
     }
 
     pub fn by_key(&self, key: &str) -> Option<Arc<AppConfig>> {
-        self.snapshot().by_key.get(key).cloned()
+        self.read().by_key.get(key).cloned()
     }
 
     pub fn ids(&self) -> Vec<String> {
