@@ -144,18 +144,21 @@ impl Postgres {
 
     /// Stops the server at once (as a crash would), keeping its data.
     pub fn stop(&self) {
-        let data = self.data();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
+        let out = self.stop_now().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    fn stop_now(&self) -> std::io::Result<std::process::Output> {
+        let data = self.data();
+        self.command("pg_ctl")
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
     }
 
     /// Starts it again after [`Postgres::stop`], with the same data.
@@ -166,17 +169,6 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.data();
-        let _ = self
-            .command("pg_ctl")
-            .args([
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
+        let _ = self.stop_now();
     }
 }
