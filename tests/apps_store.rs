@@ -19,10 +19,16 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// `poxide apps --database-url URL ARGS…`: exit code, stdout, stderr.
 fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    cli_with(url, args, &[])
+}
+
+fn cli_with(url: &str, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_poxide"))
         .args(["apps", "--database-url", url])
         .args(args)
         .env_remove("POXIDE_APPS_DATABASE_URL")
+        .env_remove("SSL_CERT_FILE")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     (
@@ -553,4 +559,33 @@ async fn an_unreadable_database_is_logged_once_per_interval() {
         "said once: {between:?}"
     );
     drop(child);
+}
+
+/// TLS to PostgreSQL as `sslmode` says, the certificate checked against the system's roots
+/// plus `SSL_CERT_FILE`. The server here refuses unencrypted TCP.
+#[tokio::test]
+async fn postgres_over_tls_checks_the_certificate() {
+    let ca = common::tls::Ca::new();
+    let leaf = ca.leaf("pg");
+    let pg = Postgres::start_tls(&leaf.cert, &leaf.key);
+    let trusted = [("SSL_CERT_FILE", ca.cert.to_str().unwrap())];
+    for mode in ["require", "prefer"] {
+        let url = format!("{}?sslmode={mode}", pg.url());
+        let (code, _, err) = cli_with(&url, &["add", "--id", mode, "--key", mode], &trusted);
+        assert_eq!(code, 0, "sslmode={mode}: {err}");
+    }
+    let (code, out, err) = cli_with(&pg.url(), &["list"], &trusted);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // An unknown issuer is refused, and so is a connection without TLS.
+    let (code, _, err) = cli(&format!("{}?sslmode=require", pg.url()), &["list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    let (code, _, err) = cli_with(
+        &format!("{}?sslmode=disable", pg.url()),
+        &["list"],
+        &trusted,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no encryption"), "{err}");
 }

@@ -12,6 +12,8 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// Server options beyond the port and socket directory.
+    options: String,
 }
 
 /// The newest installed server's programs (Debian puts each major version apart).
@@ -42,6 +44,15 @@ fn is_root() -> bool {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// A server that accepts TCP connections over TLS only, with this certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Postgres {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Postgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -56,10 +67,11 @@ impl Postgres {
                 .unwrap();
             assert!(chowned.success());
         }
-        let pg = Postgres {
+        let mut pg = Postgres {
             port,
             bin: bin_dir(),
             dir,
+            options: String::new(),
         };
         let data = pg.data();
         pg.run(
@@ -76,6 +88,28 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                std::fs::copy(from, data.join(name)).unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(data.join("server.key"), private).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            if is_root() {
+                let chowned = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .status()
+                    .unwrap();
+                assert!(chowned.success());
+            }
+            pg.options = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         pg.start_server();
         pg
     }
@@ -110,9 +144,10 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.options
         );
         let data = self.data();
         let log = self.dir.path().join("log");

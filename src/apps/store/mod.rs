@@ -3,6 +3,7 @@
 //! (by trigger, so a change made by hand in SQL counts too), which is all a node polls for.
 
 mod postgres;
+mod postgres_tls;
 mod schema;
 mod sqlite;
 

@@ -1,10 +1,11 @@
-//! The PostgreSQL store. One connection, opened again after it breaks; every call has a
-//! deadline, so a database that stops answering is an error, not a hang.
+//! The PostgreSQL store. One connection (TLS as `sslmode` says, see `postgres_tls`), opened
+//! again after it breaks; every call has a deadline, so a database that stops answering is an
+//! error, not a hang.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{
     schema::{Row, MIGRATIONS},
@@ -13,6 +14,7 @@ use super::{
 
 pub struct Postgres {
     config: tokio_postgres::Config,
+    tls: super::postgres_tls::Rustls,
     client: Mutex<Option<Arc<Client>>>,
 }
 
@@ -25,6 +27,7 @@ impl Postgres {
     pub async fn open(config: tokio_postgres::Config) -> Result<Postgres, StoreError> {
         let store = Postgres {
             config,
+            tls: super::postgres_tls::Rustls::with_system_roots(),
             client: Mutex::new(None),
         };
         let found = store
@@ -83,7 +86,7 @@ impl Postgres {
             let client = match slot.as_ref() {
                 Some(c) if !c.is_closed() => c.clone(),
                 _ => {
-                    let (client, connection) = self.config.connect(NoTls).await?;
+                    let (client, connection) = self.config.connect(self.tls.clone()).await?;
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {
                             tracing::debug!("apps database connection ended: {e}");
@@ -104,7 +107,7 @@ impl Postgres {
             }
             Ok(Err(e)) => {
                 *self.client.lock().await = None;
-                Err(StoreError::Unavailable(e.to_string()))
+                Err(StoreError::Unavailable(with_causes(&e)))
             }
             Err(_) => {
                 *self.client.lock().await = None;
@@ -183,4 +186,19 @@ impl Postgres {
         })
         .await
     }
+}
+
+/// The driver's message and its causes ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the first alone rarely says what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
