@@ -138,12 +138,15 @@ fn local_apps(
     if proxied || !peer.is_some_and(|ip| is_loopback(&ip)) {
         return Err(ApiError::NotLoopback);
     }
-    // In the configured order (ids are unique, as the configuration checks).
-    let apps: Vec<Value> = state
-        .config
-        .apps
-        .iter()
-        .filter_map(|a| state.apps.by_id(&a.id))
+    // The apps configured at start in their order, then those added since (from a database or
+    // a reloaded file) by id.
+    let served = state.apps.all();
+    let started: Vec<&str> = state.config.apps.iter().map(|a| a.id.as_str()).collect();
+    let position = |id: &str| started.iter().position(|s| *s == id).unwrap_or(usize::MAX);
+    let mut ordered: Vec<_> = served.iter().collect();
+    ordered.sort_by_key(|a| position(&a.id));
+    let apps: Vec<Value> = ordered
+        .into_iter()
         .filter(|a| a.console)
         .map(|a| {
             let mut entry = json!({ "app_id": a.id, "key": a.key });
