@@ -1038,8 +1038,6 @@ impl Config {
                 "at least 1 second: pusher-js refuses a zero activity timeout",
             );
         }
-        // Larger values would overflow the clock arithmetic, and are mistakes anyway.
-        const DAY_MS: u128 = 86_400_000;
         let d = &self.webhook_delivery;
         let mut durations: Vec<(String, u128)> = vec![
             ("activity_timeout".into(), self.activity_timeout.as_millis()),
@@ -1175,6 +1173,10 @@ impl Config {
     }
 }
 
+/// The longest duration any setting may have: larger values would overflow the clock
+/// arithmetic, and are mistakes anyway.
+const DAY_MS: u128 = 86_400_000;
+
 /// Checks what serde cannot in a list of apps, wherever they come from: non-empty credentials,
 /// unique ids and keys, positive limits, sane durations, webhook URLs and event names.
 pub fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
@@ -1185,7 +1187,6 @@ pub fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
             expected,
         })
     };
-    const DAY_MS: u128 = 86_400_000;
     for (i, app) in apps.iter().enumerate() {
         for (name, ms) in [
             (

@@ -220,11 +220,16 @@ async fn idle_and_byte_by_byte_http_connections_are_closed() {
 }
 
 fn signed_query(method: &str, path: &str, body: &[u8]) -> String {
+    signed_query_as("app_key", "secret", method, path, body)
+}
+
+/// The signed query of a request by the app with this key and secret.
+fn signed_query_as(key: &str, secret: &str, method: &str, path: &str, body: &[u8]) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let params = signature::sign_rest_request("app_key", "secret", method, path, now, body, &[]);
+    let params = signature::sign_rest_request(key, secret, method, path, now, body, &[]);
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish()
@@ -571,15 +576,10 @@ async fn memory_a_closed_burst_freed_goes_back_to_the_system() {
 
 /// A signed console path for one app.
 fn console_path(key: &str, secret: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let params = signature::sign_rest_request(key, secret, "GET", "/console", now, b"", &[]);
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params.iter())
-        .finish();
-    format!("/console?{query}")
+    format!(
+        "/console?{}",
+        signed_query_as(key, secret, "GET", "/console", b"")
+    )
 }
 
 #[tokio::test]

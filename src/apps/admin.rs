@@ -120,8 +120,7 @@ async fn execute(args: AppsArgs) -> Result<String, Failure> {
             settings,
             rotate_secret,
         } => {
-            let rows = store.load().await.map_err(failed)?;
-            let Some(row) = rows.into_iter().find(|r| r.id == id) else {
+            let Some(row) = store.get(&id).await.map_err(failed)? else {
                 return Err(failed(format!("no app with id {id:?}")));
             };
             let mut app = row.to_app().map_err(failed)?;

@@ -84,9 +84,18 @@ impl Store {
     }
 
     pub async fn load(&self) -> Result<Vec<Row>, StoreError> {
+        self.rows(None).await
+    }
+
+    /// The row with this id, if any.
+    pub async fn get(&self, id: &str) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(Some(id.to_string())).await?.pop())
+    }
+
+    async fn rows(&self, id: Option<String>) -> Result<Vec<Row>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.load().await,
-            Store::Postgres(p) => p.load().await,
+            Store::Sqlite(s) => s.rows(id).await,
+            Store::Postgres(p) => p.rows(id).await,
         }
     }
 

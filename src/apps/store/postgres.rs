@@ -130,12 +130,14 @@ impl Postgres {
         .await
     }
 
-    pub async fn load(&self) -> Result<Vec<Row>, StoreError> {
+    /// Every row, or the one with `id`.
+    pub async fn rows(&self, id: Option<String>) -> Result<Vec<Row>, StoreError> {
         self.with_client(|c| async move {
             let rows = c
                 .query(
-                    "SELECT id, key, secret, enabled, settings::text FROM poxide_apps ORDER BY id",
-                    &[],
+                    "SELECT id, key, secret, enabled, settings::text FROM poxide_apps \
+                     WHERE $1::text IS NULL OR id = $1 ORDER BY id",
+                    &[&id],
                 )
                 .await?;
             Ok(rows

@@ -57,12 +57,14 @@ impl Sqlite {
         .await
     }
 
-    pub async fn load(&self) -> Result<Vec<Row>, StoreError> {
-        self.run(|c| {
+    /// Every row, or the one with `id`.
+    pub async fn rows(&self, id: Option<String>) -> Result<Vec<Row>, StoreError> {
+        self.run(move |c| {
             let mut query = c.prepare(
-                "SELECT id, key, secret, enabled, settings FROM poxide_apps ORDER BY id",
+                "SELECT id, key, secret, enabled, settings FROM poxide_apps \
+                 WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
             )?;
-            let rows = query.query_map([], |r| {
+            let rows = query.query_map(params![id], |r| {
                 Ok(Row {
                     id: r.get(0)?,
                     key: r.get(1)?,
