@@ -40,12 +40,13 @@ test -x "$BIN"
 log "installing the JS clients (npm ci)"
 (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)
 
-log "installing the Python SDK (venv in js-client-tests/.venv)"
+log "installing the Python SDK and pysher (venv in js-client-tests/.venv)"
 VENV="$JS/.venv"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$JS/python/requirements.txt"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$JS/python/requirements.txt" \
+  -r "$ROOT/conformance/drivers/pysher/requirements.txt"
 
 # ---------------------------------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/poxide-client-tests.XXXXXX")"

@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Replay the conformance transcripts against a running server.
     Conformance(poxide::conformance::cli::ConformanceArgs),
+    /// Grade a Pusher client library: play a scripted server to it through a driver program.
+    ClientConformance(poxide::conformance::clients::cli::ClientConformanceArgs),
     /// List, add, remove or change the apps of an apps database (sqlite:// or postgres://).
     Apps(poxide::AppsArgs),
 }
@@ -46,6 +48,9 @@ fn main() -> ExitCode {
     let runtime = allocator::runtime().expect("tokio runtime");
     match cli.command {
         Some(Command::Conformance(args)) => runtime.block_on(poxide::conformance::cli::run(args)),
+        Some(Command::ClientConformance(args)) => {
+            runtime.block_on(poxide::conformance::clients::cli::run(args))
+        }
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
         Some(Command::Apps(args)) => runtime.block_on(poxide::apps_command(args)),
         None => runtime.block_on(serve(cli.serve)),

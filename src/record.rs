@@ -93,6 +93,9 @@ impl Recorder {
         let header = json!({
             "name": name,
             "description": description,
+            // A recording pins poxide's own exchange, so only a strict run grades it.
+            "feature": "Recorded",
+            "level": "poxide",
             "snapshot": false,
         });
         let mut text = format!("{header}\n");

@@ -85,7 +85,7 @@ async fn a_recorded_session_replays_green_on_a_fresh_server() {
         second_app: None,
     };
     let transcripts = Transcript::load_dir(dir.path()).unwrap();
-    let report = runner::run(&transcripts[0], &target).await;
+    let report = runner::run(&transcripts[0], &target, &runner::Mode::strict()).await;
     assert_eq!(report.outcome, Outcome::Passed, "{}", report.log.join("\n"));
     replaying.shutdown().await.unwrap();
 }

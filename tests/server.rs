@@ -207,26 +207,51 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
 {
     let server = Server::new(test_config()).start().await.unwrap();
     let url = server.ws_url();
-    let run = |filter: &'static str| {
+    let run = |filter: &'static str, strict: bool| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
+            let mut args = vec!["conformance", "--url", &url, "--filter", filter];
+            if strict {
+                args.push("--strict");
+            }
             Command::new(env!("CARGO_BIN_EXE_poxide"))
-                .args(["conformance", "--url", &url, "--filter", filter])
+                .args(args)
                 .output()
                 .unwrap()
         })
     };
-    let output = run("authorized-connections-off-no-timeout").await.unwrap();
+    // A poxide-level scenario: graded only with --strict, and then skipped for its settings.
+    let output = run("authorized-connections-off-no-timeout", false)
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
-            "SKIP authorized-connections-off-no-timeout: needs these settings on the server's default app (then pass --assume-configured): {\"authorization_timeout_ms\":300}",
-            "0 passed, 0 failed, 1 skipped",
+            "",
+            "protocol: 0 passed, 0 failed, 0 skipped",
+            "poxide: 1 scenarios not graded (pass --strict)",
         ]
     );
-    let output = run("no-scenario-is-called-this").await.unwrap();
+    let output = run("authorized-connections-off-no-timeout", true)
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "",
+            "## Authorized connections",
+            "SKIP [poxide] authorized-connections-off-no-timeout: needs these settings on the server's default app (then pass --assume-configured): {\"authorization_timeout_ms\":300}",
+            "Authorized connections: protocol 0 passed, 0 failed, 0 skipped; poxide 0 passed, 0 failed, 1 skipped",
+            "",
+            "protocol: 0 passed, 0 failed, 0 skipped",
+            "poxide: 0 passed, 0 failed, 1 skipped",
+        ]
+    );
+    let output = run("no-scenario-is-called-this", false).await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),

@@ -1,7 +1,10 @@
 //! The conformance suite: transcripts of protocol exchanges (`conformance/transcripts/`) and
-//! the runner that replays them against poxide in-process or against any server by URL.
+//! the runner that replays them against poxide in-process or grades any server by URL
+//! (`grade.rs`), and the reverse harness that grades client libraries (`clients/`).
 
 pub mod cli;
+pub mod clients;
+pub mod grade;
 pub mod runner;
 pub mod template;
 pub mod transcript;
@@ -9,8 +12,18 @@ pub mod transcript;
 use std::time::Duration;
 
 use crate::{AppConfig, Config, Server};
-use runner::{Credentials, Report, Target};
+use runner::{Credentials, Mode, Report, Target};
 use transcript::{AppOverrides, Transcript};
+
+/// The features the report groups scenarios by: the `## ` headings of `conformance/BEHAVIOUR.md`,
+/// in its order.
+pub fn features() -> Vec<&'static str> {
+    include_str!("../../conformance/BEHAVIOUR.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(str::trim)
+        .collect()
+}
 
 /// The in-process server's second app, for isolation scenarios.
 pub fn second_app() -> AppConfig {
@@ -72,7 +85,7 @@ pub async fn run_in_process(transcript: &Transcript) -> Report {
         default_app: target_apps.0,
         second_app: Some(target_apps.1),
     };
-    let report = runner::run(transcript, &target).await;
+    let report = runner::run(transcript, &target, &Mode::strict()).await;
     let _ = server.shutdown().await;
     report
 }
@@ -113,7 +126,7 @@ pub async fn run_in_cluster(transcript: &Transcript, redis_url: &str, prefix: &s
         default_app: target_apps.0,
         second_app: Some(target_apps.1),
     };
-    let report = runner::run(transcript, &target).await;
+    let report = runner::run(transcript, &target, &Mode::strict()).await;
     for node in nodes {
         let _ = node.shutdown().await;
     }

@@ -1,5 +1,6 @@
 //! Templates and matchers of the transcript format: `{{placeholder}}` substitution in what is
-//! sent, and structural matching (with `{{any…}}`, `$json` and `$any`) of what is received.
+//! sent, and structural matching (with `{{any…}}`, `$json`, `$any`, `$message` and `$poxide`)
+//! of what is received. Whether poxide's own choices are checked is the bindings' `strict`.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,12 @@ pub struct Bindings {
     pub credentials: HashMap<&'static str, String>,
     pub socket_ids: HashMap<String, String>,
     pub vars: HashMap<String, String>,
+    /// What `{{ns}}` becomes: empty in-process, a per-scenario prefix against a shared server,
+    /// so that scenarios running at once never meet on a channel or a user id.
+    pub ns: String,
+    /// Check `$message` texts and `$poxide` values exactly (otherwise: a non-empty string, and
+    /// anything).
+    pub strict: bool,
 }
 
 enum Piece<'a> {
@@ -49,6 +56,9 @@ impl Bindings {
     fn resolve(&self, name: &str) -> Result<String, String> {
         if let Some(value) = self.credentials.get(name) {
             return Ok(value.clone());
+        }
+        if name == "ns" {
+            return Ok(self.ns.clone());
         }
         if let Some(client) = name.strip_prefix("socket_id:") {
             return self
@@ -133,6 +143,76 @@ impl Bindings {
         if is_any(expected) {
             return Ok(());
         }
+        if let Some((inner, protocol)) = poxide_choice(expected) {
+            return match (self.strict, protocol) {
+                (true, _) => self.match_at(path, inner, actual),
+                (false, Some(protocol)) => self.match_at(path, protocol, actual),
+                (false, None) => Ok(()),
+            };
+        }
+        if let Some(Value::String(kind)) = single(expected, "$type") {
+            let is = match kind.as_str() {
+                "integer" => actual.is_i64() || actual.is_u64(),
+                "number" => actual.is_number(),
+                "string" => actual.is_string(),
+                "object" => actual.is_object(),
+                "array" => actual.is_array(),
+                "boolean" => actual.is_boolean(),
+                other => return Err(format!("{path}: unknown $type {other:?}")),
+            };
+            return if is {
+                Ok(())
+            } else {
+                Err(format!("{path}: expected a {kind}, got {actual}"))
+            };
+        }
+        if let Some(Value::Array(items)) = single(expected, "$unordered") {
+            let Value::Array(actual_items) = actual else {
+                return Err(format!("{path}: expected an array, got {actual}"));
+            };
+            if items.len() != actual_items.len() {
+                return Err(format!(
+                    "{path}: expected {} elements, got {}: {actual}",
+                    items.len(),
+                    actual_items.len()
+                ));
+            }
+            let mut left: Vec<&Value> = actual_items.iter().collect();
+            for (i, item) in items.iter().enumerate() {
+                let found = left
+                    .iter()
+                    .position(|a| self.match_at(path, item, a).is_ok())
+                    .ok_or_else(|| {
+                        format!("{path}: nothing matches element {i} ({item}) in {actual}")
+                    })?;
+                left.remove(found);
+            }
+            return Ok(());
+        }
+        if let Some(inner) = single(expected, "$message") {
+            return match actual {
+                Value::String(_) if self.strict => self.match_at(path, inner, actual),
+                Value::String(text) if !text.is_empty() => Ok(()),
+                _ => Err(format!(
+                    "{path}: expected a non-empty message, got {actual}"
+                )),
+            };
+        }
+        if let Some(inner) = single(expected, "$data") {
+            // A string carrying JSON as poxide sends it; unless strict, the value itself too.
+            return match actual {
+                Value::String(_) => {
+                    self.match_at(path, &serde_json::json!({"$json": inner}), actual)
+                }
+                _ if !self.strict => self.match_at(path, inner, actual),
+                _ => Err(format!(
+                    "{path}: expected a JSON-encoded string, got {actual}"
+                )),
+            };
+        }
+        if single(expected, "$absent") == Some(&Value::Bool(true)) {
+            return Err(format!("{path}: expected no such key, got {actual}"));
+        }
         if let Some(inner) = json_pattern(expected) {
             let Value::String(text) = actual else {
                 return Err(format!(
@@ -145,16 +225,20 @@ impl Bindings {
         }
         match (expected, actual) {
             (Value::Object(exp), Value::Object(act)) => {
+                // Keys are templates too (channel names carry `{{ns}}`), without matchers.
+                let mut keys = Vec::with_capacity(exp.len());
                 for (key, exp_value) in exp {
-                    match act.get(key) {
+                    let key = self.substitute(key)?;
+                    match act.get(&key) {
                         Some(act_value) => {
                             self.match_at(&format!("{path}.{key}"), exp_value, act_value)?
                         }
-                        None if is_any(exp_value) => {}
+                        None if self.may_be_absent(exp_value) => {}
                         None => return Err(format!("{path}: missing key {key:?} in {actual}")),
                     }
+                    keys.push(key);
                 }
-                if let Some(extra) = act.keys().find(|k| !exp.contains_key(*k)) {
+                if let Some(extra) = act.keys().find(|k| !keys.contains(k)) {
                     return Err(format!("{path}: unexpected key {extra:?} in {actual}"));
                 }
                 Ok(())
@@ -185,13 +269,42 @@ impl Bindings {
     }
 }
 
+impl Bindings {
+    /// Whether an object member whose expected value is this may be missing altogether.
+    fn may_be_absent(&self, expected: &Value) -> bool {
+        if let Some((inner, protocol)) = poxide_choice(expected) {
+            return match (self.strict, protocol) {
+                (true, _) => self.may_be_absent(inner),
+                (false, Some(protocol)) => self.may_be_absent(protocol),
+                (false, None) => true,
+            };
+        }
+        is_any(expected) || single(expected, "$absent") == Some(&Value::Bool(true))
+    }
+}
+
 fn is_any(value: &Value) -> bool {
-    matches!(value, Value::Object(m) if m.len() == 1 && m.get("$any") == Some(&Value::Bool(true)))
+    single(value, "$any") == Some(&Value::Bool(true))
 }
 
 fn json_pattern(value: &Value) -> Option<&Value> {
+    single(value, "$json")
+}
+
+/// `{"$poxide": V}` or `{"$poxide": V, "$protocol": P}`: poxide's choice V, and what the
+/// protocol requires instead (anything, when absent).
+fn poxide_choice(value: &Value) -> Option<(&Value, Option<&Value>)> {
     match value {
-        Value::Object(m) if m.len() == 1 => m.get("$json"),
+        Value::Object(m) if m.len() == 1 => m.get("$poxide").map(|v| (v, None)),
+        Value::Object(m) if m.len() == 2 => Some((m.get("$poxide")?, Some(m.get("$protocol")?))),
+        _ => None,
+    }
+}
+
+/// The value of a one-member object `{"<marker>": value}`.
+fn single<'a>(value: &'a Value, marker: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(m) if m.len() == 1 => m.get(marker),
         _ => None,
     }
 }
@@ -254,5 +367,101 @@ mod tests {
             .match_json(&json!("{{socket_id:alice}}"), &json!("1x2"))
             .is_err());
         assert!(b.match_json(&json!([1, 2]), &json!([1])).is_err());
+    }
+
+    #[test]
+    fn poxide_choices_are_checked_only_when_strict() {
+        let mut b = bindings();
+        let expected =
+            json!({"message": {"$message": "Exact {{any_int}} words"}, "code": {"$poxide": 4301}});
+        let reworded = json!({"message": "Other words", "code": 4300});
+        let empty = json!({"message": "", "code": 4301});
+        let exact = json!({"message": "Exact 7 words", "code": 4301});
+        assert!(b.match_json(&expected, &reworded).is_ok());
+        assert!(b.match_json(&expected, &json!({"message": "x"})).is_ok());
+        assert!(b.match_json(&expected, &empty).is_err());
+        assert!(b
+            .match_json(&expected, &json!({"message": 5, "code": 4301}))
+            .is_err());
+        b.strict = true;
+        assert!(b.match_json(&expected, &exact).is_ok());
+        assert!(b.match_json(&expected, &reworded).is_err());
+        assert!(b
+            .match_json(&expected, &json!({"message": "Exact 7 words"}))
+            .is_err());
+    }
+
+    #[test]
+    fn data_may_be_an_object_and_keys_may_be_required_absent_unless_strict() {
+        let mut b = bindings();
+        let expected =
+            json!({"data": {"$data": {"n": 1}}, "extra": {"$poxide": {"$absent": true}}});
+        let encoded = json!({"data": "{\"n\":1}"});
+        let object = json!({"data": {"n": 1}});
+        let with_extra = json!({"data": "{\"n\":1}", "extra": {}});
+        assert!(b.match_json(&expected, &encoded).is_ok());
+        assert!(b.match_json(&expected, &object).is_ok());
+        assert!(b.match_json(&expected, &with_extra).is_ok());
+        assert!(b
+            .match_json(&expected, &json!({"data": "{\"n\":2}"}))
+            .is_err());
+        b.strict = true;
+        assert!(b.match_json(&expected, &encoded).is_ok());
+        assert!(b.match_json(&expected, &object).is_err());
+        assert!(b.match_json(&expected, &with_extra).is_err());
+    }
+
+    #[test]
+    fn a_protocol_rule_may_stand_in_for_poxide_choice() {
+        let mut b = bindings();
+        let expected = json!({
+            "timeout": {"$poxide": 120, "$protocol": {"$type": "integer"}},
+            "ids": {"$poxide": ["a", "b"], "$protocol": {"$unordered": ["a", "b"]}}
+        });
+        assert!(b
+            .match_json(&expected, &json!({"timeout": 30, "ids": ["b", "a"]}))
+            .is_ok());
+        assert!(b
+            .match_json(&expected, &json!({"timeout": "30", "ids": ["b", "a"]}))
+            .is_err());
+        assert!(b
+            .match_json(&expected, &json!({"ids": ["b", "a"]}))
+            .is_err());
+        assert!(b
+            .match_json(&expected, &json!({"timeout": 30, "ids": ["b", "b"]}))
+            .is_err());
+        b.strict = true;
+        assert!(b
+            .match_json(&expected, &json!({"timeout": 120, "ids": ["a", "b"]}))
+            .is_ok());
+        assert!(b
+            .match_json(&expected, &json!({"timeout": 120, "ids": ["b", "a"]}))
+            .is_err());
+        assert!(b
+            .match_json(&expected, &json!({"timeout": 30, "ids": ["a", "b"]}))
+            .is_err());
+    }
+
+    #[test]
+    fn keys_and_values_carry_the_namespace() {
+        let mut b = bindings();
+        b.ns = "q7-".into();
+        assert_eq!(
+            b.substitute("presence-{{ns}}room").unwrap(),
+            "presence-q7-room"
+        );
+        let expected = json!({"channels": {"presence-{{ns}}room": {}}});
+        assert!(b
+            .match_json(&expected, &json!({"channels": {"presence-q7-room": {}}}))
+            .is_ok());
+        assert!(b
+            .match_json(&expected, &json!({"channels": {"presence-room": {}}}))
+            .is_err());
+        assert!(b
+            .match_json(
+                &expected,
+                &json!({"channels": {"presence-q7-room": {}, "presence-x": {}}})
+            )
+            .is_err());
     }
 }

@@ -27,6 +27,36 @@ pub struct Header {
     /// steps match loosely): they are checked but not snapshotted.
     #[serde(default = "yes")]
     pub snapshot: bool,
+    /// The `## ` section of `conformance/BEHAVIOUR.md` the scenario belongs to; the report
+    /// groups results by it.
+    pub feature: String,
+    pub level: Level,
+    /// Where the protocol requires what a protocol-level scenario checks.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The scenario observes app-wide state (an unfiltered channel listing, connection
+    /// counts): against a shared server it runs alone, after the others.
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+/// Whose rule an expectation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Required by the Pusher docs or relied on by pusher-js: every server is graded on it.
+    Protocol,
+    /// poxide's choice where the docs are silent: graded only with `--strict`.
+    Poxide,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Protocol => "protocol",
+            Level::Poxide => "poxide",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -103,6 +133,9 @@ pub struct Send {
     pub text: Option<String>,
     pub binary: Option<String>,
     pub ping: Option<String>,
+    /// `poxide`: not sent unless strict (with the poxide-level steps expecting its answer).
+    #[serde(default)]
+    pub level: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +145,10 @@ pub struct Expect {
     pub frame: Option<Value>,
     pub pong: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// `poxide`: unless strict, the frame may be absent; a frame of the same event must still
+    /// match, and any other is left for the next step.
+    #[serde(default)]
+    pub level: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +167,9 @@ pub struct ExpectClose {
 pub struct ExpectSilence {
     pub expect_silence: String,
     pub ms: u64,
+    /// `poxide`: skipped unless strict.
+    #[serde(default)]
+    pub level: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +182,9 @@ pub struct Disconnect {
 #[serde(deny_unknown_fields)]
 pub struct Wait {
     pub wait_ms: u64,
+    /// `poxide`: skipped unless strict.
+    #[serde(default)]
+    pub level: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,10 +230,14 @@ pub struct Rest {
     pub rest: RestRequest,
     pub expect_status: u16,
     pub expect_body: Option<Value>,
-    pub expect_text: Option<String>,
+    /// The body as text: a template string, or a `{"$message": …}` matcher.
+    pub expect_text: Option<Value>,
     /// Response headers that must have these values (names in any case).
     #[serde(default)]
     pub expect_headers: Map<String, Value>,
+    /// `poxide`: the request is made, but its response is checked only when strict.
+    #[serde(default)]
+    pub level: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +393,9 @@ impl Transcript {
             .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
         let (_, first) = lines.next().ok_or("empty transcript")?;
         let header: Header = serde_json::from_str(first).map_err(|e| format!("header: {e}"))?;
+        if header.level == Level::Protocol && header.source.as_deref().unwrap_or("").is_empty() {
+            return Err("header: a protocol-level scenario cites its \"source\"".into());
+        }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if header.name != stem {
             return Err(format!(
@@ -384,19 +434,26 @@ impl Transcript {
 
     /// Every `*.jsonl` in `dir`, sorted by name.
     pub fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        paths.sort();
-        paths
-            .iter()
-            .map(|p| {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                Transcript::parse(p, &text).map_err(|e| format!("{}: {e}", p.display()))
-            })
-            .collect()
+        load_dir(dir, Transcript::parse)
     }
+}
+
+/// Parses every `*.jsonl` file in `dir`, in name order.
+pub(crate) fn load_dir<T>(
+    dir: &Path,
+    parse: impl Fn(&Path, &str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            parse(p, &text).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
 }
