@@ -207,21 +207,18 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
 {
     let server = Server::new(test_config()).start().await.unwrap();
     let url = server.ws_url();
-    let run = |filter: &'static str, strict: bool| {
+    let run = |filter: &'static str, extra: &'static [&'static str]| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            let mut args = vec!["conformance", "--url", &url, "--filter", filter];
-            if strict {
-                args.push("--strict");
-            }
             Command::new(env!("CARGO_BIN_EXE_poxide"))
-                .args(args)
+                .args(["conformance", "--url", &url, "--filter", filter])
+                .args(extra)
                 .output()
                 .unwrap()
         })
     };
     // A poxide-level scenario: graded only with --strict, and then skipped for its settings.
-    let output = run("authorized-connections-off-no-timeout", false)
+    let output = run("authorized-connections-off-no-timeout", &[])
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -234,7 +231,7 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
             "poxide: 1 scenarios not graded (pass --strict)",
         ]
     );
-    let output = run("authorized-connections-off-no-timeout", true)
+    let output = run("authorized-connections-off-no-timeout", &["--strict"])
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -251,7 +248,38 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
             "poxide: 0 passed, 0 failed, 1 skipped",
         ]
     );
-    let output = run("no-scenario-is-called-this", false).await.unwrap();
+    // The same as JSON, alone on stdout.
+    let output = run(
+        "authorized-connections-off-no-timeout",
+        &["--strict", "--json", "-"],
+    )
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "strict": true,
+            "protocol": {"passed": 0, "failed": 0, "skipped": 0},
+            "poxide": {"passed": 0, "failed": 0, "skipped": 1},
+            "not_graded": 0,
+            "features": [{
+                "feature": "Authorized connections",
+                "protocol": {"passed": 0, "failed": 0, "skipped": 0},
+                "poxide": {"passed": 0, "failed": 0, "skipped": 1},
+                "scenarios": [{
+                    "name": "authorized-connections-off-no-timeout",
+                    "feature": "Authorized connections",
+                    "level": "poxide",
+                    "poxide": {
+                        "outcome": "skipped",
+                        "why": "needs these settings on the server's default app (then pass --assume-configured): {\"authorization_timeout_ms\":300}"
+                    }
+                }]
+            }]
+        })
+    );
+    let output = run("no-scenario-is-called-this", &[]).await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),

@@ -112,18 +112,9 @@ pub async fn run(args: ConformanceArgs) -> ExitCode {
     };
     let results = grade::grade(&transcripts, &target, &options).await;
     let report = Report::new(&results, args.strict, &features());
-    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
-    if !to_stdout {
-        print!("{}", report.text());
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("the report serializes");
-        if to_stdout {
-            println!("{json}");
-        } else if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!("poxide conformance: {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Err(e) = report.output(args.json.as_deref()) {
+        eprintln!("poxide conformance: {e}");
+        return ExitCode::from(2);
     }
     if report.failed() {
         ExitCode::FAILURE

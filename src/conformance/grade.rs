@@ -242,6 +242,25 @@ impl<'a> Report<'a> {
         report
     }
 
+    /// Prints the report as text, and writes it as JSON to `json` if given (`-`: only JSON, on
+    /// stdout). Whether the text was printed.
+    pub fn output(&self, json: Option<&std::path::Path>) -> Result<bool, String> {
+        let to_stdout = json == Some(std::path::Path::new("-"));
+        if !to_stdout {
+            print!("{}", self.text());
+        }
+        if let Some(path) = json {
+            let text = serde_json::to_string_pretty(self).expect("the report serializes");
+            if to_stdout {
+                println!("{text}");
+            } else {
+                std::fs::write(path, text + "\n")
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        Ok(!to_stdout)
+    }
+
     pub fn failed(&self) -> bool {
         self.protocol.failed > 0 || self.poxide.is_some_and(|c| c.failed > 0)
     }

@@ -314,37 +314,18 @@ impl<'a> Run<'a> {
                 Ok(())
             }
             Step::SignChannel(s) => {
-                let input = &s.sign_channel;
-                let app = self.app(input.app)?.clone();
-                let socket_id = self
+                let app = self.app(s.sign_channel.app)?.clone();
+                let token = self
                     .bindings
-                    .substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
-                let channel = self.bindings.substitute(&input.channel)?;
-                let data = input
-                    .channel_data
-                    .as_deref()
-                    .map(|d| self.bindings.substitute(d))
-                    .transpose()?;
-                let secret = input.secret.as_deref().unwrap_or(&app.secret);
-                let token = signature::channel_auth(
-                    &app.key,
-                    secret,
-                    &socket_id,
-                    &channel,
-                    data.as_deref(),
-                );
+                    .channel_token(&s.sign_channel, &app.key, &app.secret)?;
                 self.bindings.vars.insert(s.var.clone(), token);
                 Ok(())
             }
             Step::SignUser(s) => {
-                let input = &s.sign_user;
-                let app = self.app(input.app)?.clone();
-                let socket_id = self
+                let app = self.app(s.sign_user.app)?.clone();
+                let token = self
                     .bindings
-                    .substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
-                let data = self.bindings.substitute(&input.user_data)?;
-                let secret = input.secret.as_deref().unwrap_or(&app.secret);
-                let token = signature::user_auth(&app.key, secret, &socket_id, &data);
+                    .user_token(&s.sign_user, &app.key, &app.secret)?;
                 self.bindings.vars.insert(s.var.clone(), token);
                 Ok(())
             }

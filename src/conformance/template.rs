@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use regex::Regex;
 use serde_json::Value;
 
+use super::transcript::{SignChannelInput, SignUserInput};
+use crate::signature;
+
 /// What placeholders resolve to in one scenario run.
 #[derive(Debug, Default, Clone)]
 pub struct Bindings {
@@ -270,6 +273,44 @@ impl Bindings {
 }
 
 impl Bindings {
+    /// What a correct backend answers a `sign_channel` step with: `key:signature`, signed with
+    /// the input's secret if it names one.
+    pub fn channel_token(
+        &self,
+        input: &SignChannelInput,
+        key: &str,
+        secret: &str,
+    ) -> Result<String, String> {
+        let socket_id = self.substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
+        let channel = self.substitute(&input.channel)?;
+        let data = input
+            .channel_data
+            .as_deref()
+            .map(|d| self.substitute(d))
+            .transpose()?;
+        let secret = input.secret.as_deref().unwrap_or(secret);
+        Ok(signature::channel_auth(
+            key,
+            secret,
+            &socket_id,
+            &channel,
+            data.as_deref(),
+        ))
+    }
+
+    /// Likewise for a `sign_user` step.
+    pub fn user_token(
+        &self,
+        input: &SignUserInput,
+        key: &str,
+        secret: &str,
+    ) -> Result<String, String> {
+        let socket_id = self.substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
+        let data = self.substitute(&input.user_data)?;
+        let secret = input.secret.as_deref().unwrap_or(secret);
+        Ok(signature::user_auth(key, secret, &socket_id, &data))
+    }
+
     /// Whether an object member whose expected value is this may be missing altogether.
     fn may_be_absent(&self, expected: &Value) -> bool {
         if let Some((inner, protocol)) = poxide_choice(expected) {

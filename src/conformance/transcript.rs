@@ -386,32 +386,9 @@ fn parse_step(value: Value) -> Result<Step, String> {
 
 impl Transcript {
     pub fn parse(path: &Path, text: &str) -> Result<Transcript, String> {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
-        let (_, first) = lines.next().ok_or("empty transcript")?;
-        let header: Header = serde_json::from_str(first).map_err(|e| format!("header: {e}"))?;
-        if header.level == Level::Protocol && header.source.as_deref().unwrap_or("").is_empty() {
-            return Err("header: a protocol-level scenario cites its \"source\"".into());
-        }
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if header.name != stem {
-            return Err(format!(
-                "header name {:?} differs from the file name {stem:?}",
-                header.name
-            ));
-        }
-        let steps = lines
-            .map(|(n, line)| {
-                let value: Value =
-                    serde_json::from_str(line).map_err(|e| format!("line {n}: {e}"))?;
-                parse_step(value)
-                    .map(|s| (n, s))
-                    .map_err(|e| format!("line {n}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (header, steps) = parse_lines(path, text, parse_step)?;
+        let header: Header = header;
+        check_header(path, &header.name, header.level, header.source.as_deref())?;
         Ok(Transcript {
             path: path.to_path_buf(),
             header,
@@ -436,6 +413,52 @@ impl Transcript {
     pub fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
         load_dir(dir, Transcript::parse)
     }
+}
+
+/// The header and the numbered steps of a JSON Lines scenario (blank and `//` lines skipped).
+pub(crate) fn parse_lines<H: serde::de::DeserializeOwned, S>(
+    path: &Path,
+    text: &str,
+    parse_step: impl Fn(Value) -> Result<S, String>,
+) -> Result<(H, Vec<(usize, S)>), String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
+    let (_, first) = lines
+        .next()
+        .ok_or_else(|| format!("{}: empty file", path.display()))?;
+    let header: H = serde_json::from_str(first).map_err(|e| format!("header: {e}"))?;
+    let steps = lines
+        .map(|(n, line)| {
+            let value: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: {e}"))?;
+            parse_step(value)
+                .map(|s| (n, s))
+                .map_err(|e| format!("line {n}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((header, steps))
+}
+
+/// What every scenario header must satisfy: its name is its file's, and a protocol-level one
+/// cites its source.
+pub(crate) fn check_header(
+    path: &Path,
+    name: &str,
+    level: Level,
+    source: Option<&str>,
+) -> Result<(), String> {
+    if level == Level::Protocol && source.unwrap_or("").is_empty() {
+        return Err("header: a protocol-level scenario cites its \"source\"".into());
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if name != stem {
+        return Err(format!(
+            "header name {name:?} differs from the file name {stem:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Parses every `*.jsonl` file in `dir`, in name order.

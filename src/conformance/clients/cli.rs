@@ -102,24 +102,18 @@ pub async fn run(args: ClientConformanceArgs) -> ExitCode {
     let results = super::grade(&scenarios, &args.driver, args.jobs).await;
     let graded: Vec<_> = results.iter().map(|(g, _)| g.clone()).collect();
     let report = Report::new(&graded, true, FEATURES);
-    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
-    if !to_stdout {
-        print!("{}", report.text());
-        if args.verbose {
-            for (graded, played) in &results {
-                if matches!(played.outcome, Outcome::Failed(_)) {
-                    println!("\n--- {}\n{}", graded.name, played.log.join("\n"));
-                }
-            }
-        }
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("the report serializes");
-        if to_stdout {
-            println!("{json}");
-        } else if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!("poxide client-conformance: {}: {e}", path.display());
+    let printed = match report.output(args.json.as_deref()) {
+        Ok(printed) => printed,
+        Err(e) => {
+            eprintln!("poxide client-conformance: {e}");
             return ExitCode::from(2);
+        }
+    };
+    if printed && args.verbose {
+        for (graded, played) in &results {
+            if matches!(played.outcome, Outcome::Failed(_)) {
+                println!("\n--- {}\n{}", graded.name, played.log.join("\n"));
+            }
         }
     }
     let failed: Vec<&str> = results

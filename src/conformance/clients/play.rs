@@ -14,10 +14,7 @@ use super::{
         AuthKind, Connection, Sent, Stage, DEFAULT_CHANNEL_DATA, DEFAULT_USER_DATA, KEY, SECRET,
     },
 };
-use crate::{
-    conformance::{runner::Outcome, template::Bindings},
-    signature,
-};
+use crate::conformance::{runner::Outcome, template::Bindings};
 
 /// For steps that wait for the library and give no `timeout_ms`.
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
@@ -313,30 +310,12 @@ impl Play<'_> {
                     .await
             }
             Step::SignChannel(s) => {
-                let input = &s.sign_channel;
-                let socket_id = self
-                    .bindings
-                    .substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
-                let channel = self.bindings.substitute(&input.channel)?;
-                let data = input
-                    .channel_data
-                    .as_deref()
-                    .map(|d| self.bindings.substitute(d))
-                    .transpose()?;
-                let secret = input.secret.as_deref().unwrap_or(SECRET);
-                let token =
-                    signature::channel_auth(KEY, secret, &socket_id, &channel, data.as_deref());
+                let token = self.bindings.channel_token(&s.sign_channel, KEY, SECRET)?;
                 self.bindings.vars.insert(s.var.clone(), token);
                 Ok(())
             }
             Step::SignUser(s) => {
-                let input = &s.sign_user;
-                let socket_id = self
-                    .bindings
-                    .substitute(&format!("{{{{socket_id:{}}}}}", input.client))?;
-                let data = self.bindings.substitute(&input.user_data)?;
-                let secret = input.secret.as_deref().unwrap_or(SECRET);
-                let token = signature::user_auth(KEY, secret, &socket_id, &data);
+                let token = self.bindings.user_token(&s.sign_user, KEY, SECRET)?;
                 self.bindings.vars.insert(s.var.clone(), token);
                 Ok(())
             }

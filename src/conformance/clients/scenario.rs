@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::conformance::transcript::{Level, SignChannel, SignUser};
+use crate::conformance::transcript::{check_header, parse_lines, Level, SignChannel, SignUser};
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -299,32 +299,9 @@ fn parse_step(value: Value) -> Result<Step, String> {
 
 impl Scenario {
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
-        let (_, first) = lines.next().ok_or("empty scenario")?;
-        let header: Header = serde_json::from_str(first).map_err(|e| format!("header: {e}"))?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if header.name != stem {
-            return Err(format!(
-                "header name {:?} differs from the file name {stem:?}",
-                header.name
-            ));
-        }
-        if header.level == Level::Protocol && header.source.as_deref().unwrap_or("").is_empty() {
-            return Err("header: a protocol-level scenario cites its \"source\"".into());
-        }
-        let steps = lines
-            .map(|(n, line)| {
-                let value: Value =
-                    serde_json::from_str(line).map_err(|e| format!("line {n}: {e}"))?;
-                parse_step(value)
-                    .map(|s| (n, s))
-                    .map_err(|e| format!("line {n}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (header, steps) = parse_lines(path, text, parse_step)?;
+        let header: Header = header;
+        check_header(path, &header.name, header.level, header.source.as_deref())?;
         Ok(Scenario {
             path: path.to_path_buf(),
             header,
