@@ -228,7 +228,7 @@ async fn the_conformance_command_says_what_a_skipped_scenario_needs_and_refuses_
         [
             "",
             "protocol: 0 passed, 0 failed, 0 skipped",
-            "poxide: 1 scenarios not graded (pass --strict)",
+            "poxide: 1 scenario not graded (pass --strict)",
         ]
     );
     let output = run("authorized-connections-off-no-timeout", &["--strict"])

@@ -79,8 +79,9 @@ describe('record and replay', () => {
     assert.ok(files.length >= 1, 'transcripts were written');
 
     const fresh = await ownServer(t, {});
-    const run = spawnSync(binaryPath(), ['conformance', '--url', `ws://${HOST}:${fresh.server.port}`, '--dir', dir], { encoding: 'utf8' });
+    // A recording pins poxide's exact frames: a poxide-level scenario, graded with --strict.
+    const run = spawnSync(binaryPath(), ['conformance', '--strict', '--url', `ws://${HOST}:${fresh.server.port}`, '--dir', dir], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stdout + run.stderr);
-    assert.match(run.stdout, new RegExp(`${files.length} passed, 0 failed, 0 skipped`));
+    assert.match(run.stdout, new RegExp(`\npoxide: ${files.length} passed, 0 failed, 0 skipped\n`));
   });
 });

@@ -304,8 +304,13 @@ impl<'a> Report<'a> {
         match self.poxide {
             Some(poxide) => out.push_str(&format!("poxide: {poxide}\n")),
             None => out.push_str(&format!(
-                "poxide: {} scenarios not graded (pass --strict)\n",
-                self.not_graded
+                "poxide: {} {} not graded (pass --strict)\n",
+                self.not_graded,
+                if self.not_graded == 1 {
+                    "scenario"
+                } else {
+                    "scenarios"
+                }
             )),
         }
         out
