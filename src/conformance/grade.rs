@@ -92,14 +92,13 @@ async fn grade_one(
         poxide: None,
     };
     let protocol_level = header.level == Level::Protocol;
-    let strictly = options.strict;
     if let Some(why) = unrunnable(transcript, target, options) {
         let skipped = Some(Outcome::Skipped(why));
         graded.protocol = skipped.clone().filter(|_| protocol_level);
-        graded.poxide = skipped.filter(|_| strictly);
+        graded.poxide = skipped.filter(|_| options.strict);
         return graded;
     }
-    if strictly {
+    if options.strict {
         let mode = Mode {
             strict: true,
             ns: namespaces.next(),
@@ -156,6 +155,12 @@ impl Counts {
             Some(Outcome::Skipped(_)) => self.skipped += 1,
             None => {}
         }
+    }
+
+    fn add_counts(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
     }
 
     pub fn total(&self) -> usize {
@@ -314,13 +319,5 @@ impl<'a> Report<'a> {
             )),
         }
         out
-    }
-}
-
-impl Counts {
-    fn add_counts(&mut self, other: Counts) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.skipped += other.skipped;
     }
 }
