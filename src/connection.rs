@@ -19,7 +19,7 @@ use crate::{
     happenings::Happening,
     hub::Refusal,
     session::Session,
-    socket::Outbox,
+    socket::{Next, Outbox},
     state::ServerState,
     transport::{flush, Received, Sink, Source},
 };
@@ -68,7 +68,7 @@ enum End {
 /// Closes a new connection at once: the handshake itself was refused.
 pub async fn refuse(source: impl Source, mut sink: impl Sink, reason: CloseError) {
     crate::log_limit::connection_refused(&format_args!("{} ({})", reason, reason.code()));
-    sink.push(&frame::error(&reason.to_string(), Some(reason.code())));
+    sink.push(frame::error(&reason.to_string(), Some(reason.code())));
     sink.push_close(reason.code(), &reason.to_string());
     finish(source, sink).await;
 }
@@ -134,20 +134,21 @@ pub async fn serve(
 
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
     let meters = state.metrics.as_ref().map(|m| m.meters(&app.id));
-    // The timers are created once and move only when they fire (they check the time of the last
-    // frame or write instead): a delivery touches no timer, and no shared lock.
+    // The three deadlines share one timer, set to the earliest. They move only when they pass
+    // (each checks the time of the last frame or write instead): a delivery touches no timer,
+    // and no shared lock.
     let now = Instant::now();
     let connected_at = now;
     let mut last_heard = now;
     let mut ping_sent: Option<Instant> = None;
-    let liveness = sleep_until(now + activity_timeout);
-    let authorization = sleep_until(now + Duration::from_millis(app.authorization_timeout_ms));
+    let mut liveness_at = now + activity_timeout;
+    let authorization_at = now + Duration::from_millis(app.authorization_timeout_ms);
     // The last time the peer took bytes, or the backlog was empty.
     let mut last_progress = now;
-    let stall = sleep_until(now + write_timeout);
-    let close = outbox.close_signal().requested();
+    let mut stall_at = now + write_timeout;
+    let timer = sleep_until(liveness_at.min(stall_at));
     let shutdown = state.shutdown.cancelled();
-    tokio::pin!(liveness, authorization, stall, close, shutdown);
+    tokio::pin!(timer, shutdown);
 
     let end = loop {
         let generation = state.apps.generation();
@@ -164,48 +165,76 @@ pub async fn serve(
                 Some(_) => {}
             }
         }
+        let awaiting_authorization = app.authorized_connections && !session.authorized;
+        let mut due = liveness_at.min(stall_at);
+        if awaiting_authorization {
+            due = due.min(authorization_at);
+        }
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
         let backlog = sink.backlog();
         tokio::select! {
             biased;
-            reason = &mut close => break End::Close(reason.clone()),
+            next = queue.next(backlog < SINK_HIGH_WATER) => match next {
+                Next::Close(reason) => break End::Close(reason),
+                Next::Frames => {
+                    if backlog == 0 {
+                        last_progress = Instant::now();
+                    }
+                    // Whatever is queued goes out in the same write.
+                    let mut bytes = 0;
+                    let frames = queue.drain(PULL_BATCH, |frame| {
+                        sent(&state, &outbox, &frame);
+                        bytes += frame.size();
+                        sink.push(frame);
+                    });
+                    if let Some(meters) = &meters {
+                        meters.sent(frames as u64, bytes as u64);
+                    }
+                    if sink.try_write().is_err() {
+                        break End::Gone;
+                    }
+                }
+            },
             _ = &mut shutdown => break End::Close(CloseError::ShuttingDown),
             written = sink.write_some(), if backlog > 0 => match written {
                 Ok(()) => last_progress = Instant::now(),
                 Err(_) => break End::Gone,
             },
-            _ = &mut stall => {
+            // Before reading: a client that floods frames and never reads must still meet the
+            // write stall deadline.
+            _ = &mut timer => {
                 let now = Instant::now();
-                if sink.backlog() == 0 {
-                    last_progress = now;
-                } else if now.duration_since(last_progress) >= write_timeout {
-                    break End::Stalled;
-                }
-                stall.as_mut().reset(last_progress + write_timeout);
-            }
-            Some(first) = queue.recv(), if backlog < SINK_HIGH_WATER => {
-                if backlog == 0 {
-                    last_progress = Instant::now();
-                }
-                sent(&state, &outbox, &first);
-                sink.push(&first);
-                let (mut frames, mut bytes) = (1, first.wire().len());
-                // Whatever else is queued goes out in the same vectored write.
-                for _ in 1..PULL_BATCH {
-                    match queue.try_recv() {
-                        Some(next) => {
-                            sent(&state, &outbox, &next);
-                            sink.push(&next);
-                            frames += 1;
-                            bytes += next.wire().len();
-                        }
-                        None => break,
+                if now >= stall_at {
+                    if sink.backlog() == 0 {
+                        last_progress = now;
+                    } else if now.duration_since(last_progress) >= write_timeout {
+                        break End::Stalled;
                     }
+                    stall_at = last_progress + write_timeout;
                 }
-                if let Some(meters) = &meters {
-                    meters.sent(frames, bytes as u64);
+                if awaiting_authorization && now >= authorization_at {
+                    break End::Close(CloseError::NotAuthorizedInTime);
                 }
-                if sink.try_write().is_err() {
-                    break End::Gone;
+                if now >= liveness_at {
+                    liveness_at = match ping_sent {
+                        // Any frame since the ping answers it.
+                        Some(sent) if last_heard > sent => {
+                            ping_sent = None;
+                            last_heard + activity_timeout
+                        }
+                        Some(sent) if now >= sent + pong_timeout => {
+                            break End::Close(CloseError::PongNotReceived);
+                        }
+                        Some(sent) => sent + pong_timeout,
+                        None if now >= last_heard + activity_timeout => {
+                            outbox.send(frame::ping());
+                            ping_sent = Some(now);
+                            now + pong_timeout
+                        }
+                        None => last_heard + activity_timeout,
+                    };
                 }
             }
             received = source.recv() => {
@@ -249,48 +278,24 @@ pub async fn serve(
                     Err(error) => session.send_error(&error, None),
                 }
             }
-            _ = &mut authorization, if app.authorized_connections && !session.authorized => {
-                break End::Close(CloseError::NotAuthorizedInTime);
-            }
-            _ = &mut liveness => {
-                let now = Instant::now();
-                let next = match ping_sent {
-                    // Any frame since the ping answers it.
-                    Some(sent) if last_heard > sent => {
-                        ping_sent = None;
-                        last_heard + activity_timeout
-                    }
-                    Some(sent) if now >= sent + pong_timeout => {
-                        break End::Close(CloseError::PongNotReceived);
-                    }
-                    Some(sent) => sent + pong_timeout,
-                    None if now >= last_heard + activity_timeout => {
-                        outbox.send(frame::ping());
-                        ping_sent = Some(now);
-                        now + pong_timeout
-                    }
-                    None => last_heard + activity_timeout,
-                };
-                liveness.as_mut().reset(next);
-            }
         }
     };
 
     if let End::Close(reason) = &end {
         if *reason != CloseError::OverCapacity {
             // Whatever was queued before the decision still goes out first.
-            let (mut frames, mut bytes) = (0, 0);
-            while let Some(frame) = queue.try_recv() {
+            let mut bytes = 0;
+            let frames = queue.drain(usize::MAX, |frame| {
                 sent(&state, &outbox, &frame);
-                sink.push(&frame);
-                frames += 1;
-                bytes += frame.wire().len();
-            }
+                bytes += frame.size();
+                sink.push(frame);
+            });
             let error = frame::error(&reason.to_string(), Some(reason.code()));
             sent(&state, &outbox, &error);
-            sink.push(&error);
+            let error_bytes = error.size();
+            sink.push(error);
             if let Some(meters) = &meters {
-                meters.sent(frames + 1, (bytes + error.wire().len()) as u64);
+                meters.sent(frames as u64 + 1, (bytes + error_bytes) as u64);
             }
         }
     }

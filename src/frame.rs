@@ -23,8 +23,8 @@ impl Frame {
     }
 
     /// The bytes on the wire.
-    pub fn wire(&self) -> &Bytes {
-        &self.0
+    pub fn into_wire(self) -> Bytes {
+        self.0
     }
 
     /// The JSON text, for transports that carry it in another envelope.

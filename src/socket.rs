@@ -3,13 +3,14 @@
 //! is closed with 4100 rather than buffering without limit, so a slow consumer costs at most
 //! its byte bound whatever the size of the events.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc, OnceLock,
+use std::{
+    collections::VecDeque,
+    future::Future,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Poll, Waker},
 };
 
 use rand::Rng;
-use tokio::sync::{mpsc, Notify};
 
 use crate::{error::CloseError, frame::Frame};
 
@@ -55,6 +56,9 @@ pub struct Bounds {
     pub bytes: usize,
 }
 
+/// A drained queue keeps at most this much room; a burst's worth is given back.
+const KEPT_CAPACITY: usize = 64;
+
 /// A cloneable handle to one connection's outgoing side.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -64,76 +68,123 @@ pub struct Outbox {
 #[derive(Debug)]
 struct Inner {
     socket_id: Arc<str>,
-    tx: mpsc::Sender<Frame>,
-    queued_bytes: AtomicUsize,
-    max_bytes: usize,
-    close: CloseSignal,
+    bounds: Bounds,
+    shared: Mutex<Shared>,
+}
+
+/// The frames, the close request and the connection task's waker under one lock: a delivery
+/// is one uncontended lock and at most one wake-up, and the task waits on one thing for both.
+#[derive(Debug, Default)]
+struct Shared {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    /// The first close requested; later ones are ignored.
+    close: Option<CloseError>,
+    waker: Option<Waker>,
+    /// Whether a new frame should wake the task: not while its transport is backed up, since it
+    /// would not take the frame anyway (a close always wakes it).
+    wants_frames: bool,
+    /// The connection task is gone: frames are dropped, not kept.
+    ended: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic elsewhere while holding the lock leaves the queue consistent (every change is
+        // a single push, pop or assignment), so the data is still good to use.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why the connection task was woken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A close was requested: end with this reason.
+    Close(CloseError),
+    /// Frames are waiting; [`Queue::drain`] them.
+    Frames,
 }
 
 /// The receiving end, drained by the connection task.
 #[derive(Debug)]
 pub struct Queue {
-    rx: mpsc::Receiver<Frame>,
     inner: Arc<Inner>,
 }
 
 impl Queue {
-    pub async fn recv(&mut self) -> Option<Frame> {
-        let frame = self.rx.recv().await?;
-        self.release(std::slice::from_ref(&frame));
-        Some(frame)
-    }
-
-    pub fn try_recv(&mut self) -> Option<Frame> {
-        let frame = self.rx.try_recv().ok()?;
-        self.release(std::slice::from_ref(&frame));
-        Some(frame)
-    }
-
-    fn release(&self, frames: &[Frame]) {
-        let bytes: usize = frames.iter().map(Frame::size).sum();
-        self.inner.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-    }
-}
-
-/// Set once by whoever decides the connection must end; the connection task waits on it.
-#[derive(Debug, Default)]
-pub struct CloseSignal {
-    reason: OnceLock<CloseError>,
-    notify: Notify,
-}
-
-impl CloseSignal {
-    /// The close requested so far.
-    #[cfg(test)]
-    pub fn reason(&self) -> Option<&CloseError> {
-        self.reason.get()
-    }
-
-    /// Resolves once a close has been requested.
-    pub async fn requested(&self) -> &CloseError {
-        loop {
-            if let Some(reason) = self.reason.get() {
-                return reason;
+    /// Resolves with the close once one is requested or, when `frames` is set, once frames are
+    /// waiting. Cancel-safe: it takes nothing from the queue.
+    pub fn next(&mut self, frames: bool) -> impl Future<Output = Next> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut shared = self.inner.lock();
+            if let Some(reason) = &shared.close {
+                return Poll::Ready(Next::Close(reason.clone()));
             }
-            self.notify.notified().await;
+            if frames && !shared.frames.is_empty() {
+                return Poll::Ready(Next::Frames);
+            }
+            shared.wants_frames = frames;
+            match &shared.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => shared.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Hands up to `max` waiting frames to `each`, oldest first, and returns how many.
+    pub fn drain(&mut self, max: usize, mut each: impl FnMut(Frame)) -> usize {
+        let mut shared = self.inner.lock();
+        let count = shared.frames.len().min(max);
+        let mut bytes = 0;
+        for frame in shared.frames.drain(..count) {
+            bytes += frame.size();
+            each(frame);
         }
+        shared.bytes -= bytes;
+        if shared.frames.is_empty() && shared.frames.capacity() > KEPT_CAPACITY {
+            shared.frames = VecDeque::new();
+        }
+        count
+    }
+
+    /// Waits for the next frame; `None` once a close is requested and nothing is left.
+    #[cfg(test)]
+    pub async fn recv(&mut self) -> Option<Frame> {
+        let _ = self.next(true).await;
+        self.try_recv()
+    }
+
+    #[cfg(test)]
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        let mut frame = None;
+        self.drain(1, |f| frame = Some(f));
+        frame
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let mut shared = self.inner.lock();
+        shared.ended = true;
+        shared.frames = VecDeque::new();
+        shared.bytes = 0;
+        shared.waker = None;
     }
 }
 
 impl Outbox {
     /// Creates the handle and the receiving end that the connection task drains.
     pub fn new(socket_id: String, bounds: Bounds) -> (Outbox, Queue) {
-        let (tx, rx) = mpsc::channel(bounds.frames.max(1));
         let inner = Arc::new(Inner {
             socket_id: socket_id.into(),
-            tx,
-            queued_bytes: AtomicUsize::new(0),
-            max_bytes: bounds.bytes,
-            close: CloseSignal::default(),
+            bounds: Bounds {
+                frames: bounds.frames.max(1),
+                bytes: bounds.bytes,
+            },
+            shared: Mutex::default(),
         });
         let queue = Queue {
-            rx,
             inner: inner.clone(),
         };
         (Outbox { inner }, queue)
@@ -147,31 +198,53 @@ impl Outbox {
     /// closed with 4100 and this frame is dropped.
     pub fn send(&self, frame: Frame) {
         let size = frame.size();
-        let before = self.inner.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        let over_bytes = before + size > self.inner.max_bytes && before > 0;
-        if over_bytes || self.inner.tx.try_send(frame).is_err() {
-            self.inner.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            if !self.inner.tx.is_closed() {
-                self.close(CloseError::OverCapacity);
-            }
+        let mut shared = self.inner.lock();
+        if shared.ended {
+            return;
+        }
+        let bounds = self.inner.bounds;
+        let over_bytes = shared.bytes + size > bounds.bytes && shared.bytes > 0;
+        if over_bytes || shared.frames.len() >= bounds.frames {
+            drop(shared);
+            return self.close(CloseError::OverCapacity);
+        }
+        shared.frames.push_back(frame);
+        shared.bytes += size;
+        let waker = if shared.wants_frames {
+            shared.waker.take()
+        } else {
+            None
+        };
+        drop(shared);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
     /// Asks the connection task to close with `reason`. The first request wins.
     pub fn close(&self, reason: CloseError) {
-        if self.inner.close.reason.set(reason).is_ok() {
-            self.inner.close.notify.notify_one();
+        let mut shared = self.inner.lock();
+        if shared.close.is_some() {
+            return;
+        }
+        shared.close = Some(reason);
+        let waker = shared.waker.take();
+        drop(shared);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
-    pub fn close_signal(&self) -> &CloseSignal {
-        &self.inner.close
+    /// The close requested so far.
+    #[cfg(test)]
+    pub fn close_reason(&self) -> Option<CloseError> {
+        self.inner.lock().close.clone()
     }
 
     /// Bytes waiting in the queue.
     #[cfg(test)]
     pub fn queued_bytes(&self) -> usize {
-        self.inner.queued_bytes.load(Ordering::Relaxed)
+        self.inner.lock().bytes
     }
 }
 
@@ -199,10 +272,7 @@ mod tests {
         for i in 0..5 {
             outbox.send(Frame::from(format!("{i}").as_str()));
         }
-        assert_eq!(
-            outbox.close_signal().requested().await,
-            &CloseError::OverCapacity
-        );
+        assert_eq!(rx.next(true).await, Next::Close(CloseError::OverCapacity));
         assert_eq!(rx.try_recv().as_deref(), Some("0"));
         assert_eq!(rx.try_recv().as_deref(), Some("1"));
         assert!(rx.try_recv().is_none());
@@ -219,25 +289,88 @@ mod tests {
         outbox.send(big.clone());
         outbox.send(big.clone());
         assert_eq!(outbox.queued_bytes(), 2 * big.size());
-        assert!(outbox.close_signal().reason.get().is_none());
+        assert_eq!(outbox.close_reason(), None);
         outbox.send(big.clone());
-        assert_eq!(
-            outbox.close_signal().requested().await,
-            &CloseError::OverCapacity
-        );
+        assert_eq!(rx.next(true).await, Next::Close(CloseError::OverCapacity));
         assert_eq!(outbox.queued_bytes(), 2 * big.size());
-        assert!(rx.try_recv().is_some() && rx.try_recv().is_some());
+        assert_eq!(rx.drain(10, drop), 2);
         assert_eq!(outbox.queued_bytes(), 0);
     }
 
     #[tokio::test]
     async fn the_first_close_reason_wins() {
-        let (outbox, _rx) = Outbox::new("1.1".into(), ROOMY);
+        let (outbox, mut rx) = Outbox::new("1.1".into(), ROOMY);
         outbox.close(CloseError::PongNotReceived);
         outbox.close(CloseError::ShuttingDown);
         assert_eq!(
-            outbox.close_signal().requested().await,
-            &CloseError::PongNotReceived
+            rx.next(true).await,
+            Next::Close(CloseError::PongNotReceived)
+        );
+    }
+
+    /// Counts the wake-ups of a task that polls the queue by hand.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn poll_next(rx: &mut Queue, frames: bool, wakes: &Arc<Wakes>) -> Poll<Next> {
+        let waker = Waker::from(wakes.clone());
+        let next = std::pin::pin!(rx.next(frames));
+        next.poll(&mut std::task::Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn a_backed_up_task_is_woken_by_a_close_but_not_by_frames() {
+        let wakes = Arc::new(Wakes::default());
+        let count = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        let (outbox, mut rx) = Outbox::new(
+            "1.1".into(),
+            Bounds {
+                frames: 8,
+                bytes: 1 << 20,
+            },
+        );
+
+        assert!(poll_next(&mut rx, true, &wakes).is_pending());
+        outbox.send(Frame::from("a"));
+        outbox.send(Frame::from("b"));
+        assert_eq!(count(), 1, "one wake-up for frames that arrive together");
+        assert_eq!(poll_next(&mut rx, true, &wakes), Poll::Ready(Next::Frames));
+        assert_eq!(rx.drain(1, drop), 1);
+
+        assert!(poll_next(&mut rx, false, &wakes).is_pending());
+        outbox.send(Frame::from("c"));
+        assert_eq!(
+            count(),
+            1,
+            "a task that is not taking frames is not woken for them"
+        );
+        outbox.close(CloseError::ShuttingDown);
+        assert_eq!(count(), 2);
+        assert_eq!(
+            poll_next(&mut rx, false, &wakes),
+            Poll::Ready(Next::Close(CloseError::ShuttingDown))
+        );
+        let mut left = Vec::new();
+        rx.drain(10, |f| left.push(f.text().to_string()));
+        assert_eq!(left, ["b", "c"]);
+    }
+
+    #[test]
+    fn frames_for_an_ended_connection_are_dropped() {
+        let (outbox, rx) = Outbox::new("1.1".into(), ROOMY);
+        drop(rx);
+        outbox.send(Frame::from("late"));
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(
+            outbox.close_reason(),
+            None,
+            "not a slow consumer: simply gone"
         );
     }
 }

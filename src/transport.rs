@@ -37,7 +37,7 @@ pub trait Source: Send {
 
 /// The outgoing half: frames pushed here are written in order by [`Sink::write_some`].
 pub trait Sink: Send {
-    fn push(&mut self, frame: &Frame);
+    fn push(&mut self, frame: Frame);
 
     /// Answers a transport-level ping. Only the latest unanswered one is kept, so a client that
     /// floods pings and never reads holds one pong, not one per ping.

@@ -294,7 +294,7 @@ mod tests {
         let buffered = local.channels.get("t").unwrap().pending["1.1"].frames.len();
         assert_eq!(buffered, PENDING_CAP, "the buffer stops at its cap");
         local.admit("t", &s1, vec![], 0);
-        assert_eq!(s1.close_signal().reason(), Some(&CloseError::OverCapacity));
+        assert_eq!(s1.close_reason(), Some(CloseError::OverCapacity));
     }
 
     #[test]

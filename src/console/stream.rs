@@ -54,9 +54,9 @@ pub async fn serve(
                 let Some(line) = line else { break };
                 let dropped = watch.take_dropped();
                 if dropped > 0 {
-                    sink.push(&Frame::from(event::dropped(&watch.app.id, dropped).as_str()));
+                    sink.push(Frame::from(event::dropped(&watch.app.id, dropped).as_str()));
                 }
-                sink.push(&Frame::from(&*line));
+                sink.push(Frame::from(&*line));
                 if sink.try_write().is_err() {
                     return;
                 }

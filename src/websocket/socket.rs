@@ -59,6 +59,11 @@ pub trait WriteIo: Send + 'static {
     /// Writes what the stream takes without waiting (`WouldBlock` when nothing).
     fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
 
+    /// The same for one slice, the usual case at moderate rates.
+    fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write_vectored(&[IoSlice::new(bytes)])
+    }
+
     /// Whether written bytes are held below, not yet on the socket (TLS records).
     fn unflushed(&self) -> bool {
         false
@@ -84,9 +89,11 @@ impl Stream for TcpStream {
 
 impl ReadIo for OwnedReadHalf {
     /// Allocates the buffer only once the socket is readable, so an idle connection holds none.
+    /// Waits through the stream's own reader slot rather than `readable()`, whose waiter is
+    /// added to and removed from a shared list each time the connection's loop turns.
     async fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
-            self.as_ref().readable().await?;
+            std::future::poll_fn(|cx| self.as_ref().poll_read_ready(cx)).await?;
             buf.reserve(READ_CHUNK);
             match self.try_read_buf(buf) {
                 Ok(n) => return Ok(n),
@@ -104,6 +111,12 @@ impl WriteIo for OwnedWriteHalf {
 
     fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         OwnedWriteHalf::try_write_vectored(self, slices)
+    }
+
+    /// `send` rather than a one-element `writev`: the kernel's vectored path costs more per
+    /// call (measured in the README's performance section).
+    fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        OwnedWriteHalf::try_write(self, bytes)
     }
 }
 
@@ -280,8 +293,8 @@ impl<W> WsSink<W> {
 }
 
 impl<W: WriteIo> Sink for WsSink<W> {
-    fn push(&mut self, frame: &Frame) {
-        self.enqueue(frame.wire().clone());
+    fn push(&mut self, frame: Frame) {
+        self.enqueue(frame.into_wire());
     }
 
     fn pong(&mut self, payload: Bytes) {
@@ -322,7 +335,11 @@ impl<W: WriteIo> Sink for WsSink<W> {
         while self.backlog > 0 {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let count = fill_slices(&self.queue, self.offset, &mut slices);
-            match self.io.try_write_vectored(&slices[..count]) {
+            let written = match &slices[..count] {
+                [one] => self.io.try_write(one),
+                many => self.io.try_write_vectored(many),
+            };
+            match written {
                 Ok(written) => self.advance(written)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),

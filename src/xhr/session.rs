@@ -207,12 +207,12 @@ impl Unsent {
 }
 
 impl Sink for XhrSink {
-    fn push(&mut self, frame: &Frame) {
+    fn push(&mut self, frame: Frame) {
         if self.closing {
             return;
         }
         self.unsent.pending_bytes += frame.text().len();
-        self.unsent.pending.push(frame.clone());
+        self.unsent.pending.push(frame);
     }
 
     /// HTTP has no transport-level ping.
@@ -362,10 +362,10 @@ mod tests {
         let (session, _source, mut sink) = XhrSession::new(1024, Duration::from_secs(5));
         let mut first = session.attach().unwrap();
         assert!(session.attach().is_none());
-        sink.push(&Frame::from("{\"event\":\"a\"}"));
-        sink.push(&Frame::from("{\"event\":\"b\"}"));
+        sink.push(Frame::from("{\"event\":\"a\"}"));
+        sink.push(Frame::from("{\"event\":\"b\"}"));
         sink.push_close(4200, "bye");
-        sink.push(&Frame::from("{\"event\":\"dropped\"}"));
+        sink.push(Frame::from("{\"event\":\"dropped\"}"));
         sink.try_write().unwrap();
         assert_eq!(sink.backlog(), 0);
         match first.chunks().recv().await.unwrap() {
