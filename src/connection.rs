@@ -18,8 +18,9 @@ use crate::{
     frame::{self, ClientFrame, Frame},
     happenings::Happening,
     hub::Refusal,
+    metrics::AppMeters,
     session::Session,
-    socket::{Next, Outbox},
+    socket::{Next, Outbox, Queue},
     state::ServerState,
     transport::{flush, Received, Sink, Source},
 };
@@ -93,7 +94,7 @@ pub async fn serve(
     mut source: impl Source,
     mut sink: impl Sink,
     state: Arc<ServerState>,
-    mut app: Arc<AppConfig>,
+    app: Arc<AppConfig>,
     origin: String,
 ) {
     let (outbox, mut queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
@@ -122,7 +123,6 @@ pub async fn serve(
     let activity_timeout = state.config.activity_timeout;
     let pong_timeout = state.config.pong_timeout;
     let write_timeout = state.config.write_timeout;
-    let mut frame_limit = frame_limit(app.payload_limit);
     // The apps store may change this app while the connection is open (disabling or removing
     // it closes the connection through the outbox). Checked at the first turn too: the app was
     // looked up before the connection was registered.
@@ -151,21 +151,10 @@ pub async fn serve(
     tokio::pin!(timer, shutdown);
 
     let end = loop {
-        let generation = state.apps.generation();
-        if generation != apps_seen {
-            apps_seen = generation;
-            match state.apps.by_id(&app.id) {
-                None => break End::Close(CloseError::UnknownApp),
-                Some(now) if !now.enabled => break End::Close(CloseError::AppDisabled),
-                Some(now) if !Arc::ptr_eq(&now, &app) => {
-                    frame_limit = self::frame_limit(now.payload_limit);
-                    session.app = now.clone();
-                    app = now;
-                }
-                Some(_) => {}
-            }
+        if let Err(reason) = refresh_app(&state, &mut session, &mut apps_seen) {
+            break End::Close(reason);
         }
-        let awaiting_authorization = app.authorized_connections && !session.authorized;
+        let awaiting_authorization = session.app.authorized_connections && !session.authorized;
         let mut due = liveness_at.min(stall_at);
         if awaiting_authorization {
             due = due.min(authorization_at);
@@ -173,35 +162,15 @@ pub async fn serve(
         if timer.deadline() != due {
             timer.as_mut().reset(due);
         }
-        let backlog = sink.backlog();
         tokio::select! {
             biased;
-            next = queue.next(backlog < SINK_HIGH_WATER) => match next {
-                Next::Close(reason) => break End::Close(reason),
-                Next::Frames => {
-                    if backlog == 0 {
-                        last_progress = Instant::now();
-                    }
-                    // Whatever is queued goes out in the same write.
-                    let mut bytes = 0;
-                    let frames = queue.drain(PULL_BATCH, |frame| {
-                        sent(&state, &outbox, &frame);
-                        bytes += frame.size();
-                        sink.push(frame);
-                    });
-                    if let Some(meters) = &meters {
-                        meters.sent(frames as u64, bytes as u64);
-                    }
-                    if sink.try_write().is_err() {
-                        break End::Gone;
-                    }
-                }
-            },
+            outgoing = pump(&mut queue, &mut sink, &state, &outbox, meters.as_deref(), &mut last_progress) => {
+                break match outgoing {
+                    Outgoing::Close(reason) => End::Close(reason),
+                    Outgoing::Gone => End::Gone,
+                };
+            }
             _ = &mut shutdown => break End::Close(CloseError::ShuttingDown),
-            written = sink.write_some(), if backlog > 0 => match written {
-                Ok(()) => last_progress = Instant::now(),
-                Err(_) => break End::Gone,
-            },
             // Before reading: a client that floods frames and never reads must still meet the
             // write stall deadline.
             _ = &mut timer => {
@@ -259,6 +228,12 @@ pub async fn serve(
                     }
                 };
                 last_heard = Instant::now();
+                // Deliveries do not pass the top of the loop: the app may have changed (a
+                // rotated secret, a new limit) since it last did.
+                if let Err(reason) = refresh_app(&state, &mut session, &mut apps_seen) {
+                    break End::Close(reason);
+                }
+                let frame_limit = self::frame_limit(session.app.payload_limit);
                 if let Some(meters) = &meters {
                     meters.received(text.len() as u64);
                 }
@@ -366,6 +341,84 @@ pub async fn serve(
         lifetime_secs: connected_at.elapsed().as_secs(),
         code,
     });
+}
+
+/// Picks up what the apps store changed in the connection's app since `seen`: a disabled or
+/// removed app ends the connection.
+fn refresh_app(
+    state: &ServerState,
+    session: &mut Session,
+    seen: &mut u64,
+) -> Result<(), CloseError> {
+    let generation = state.apps.generation();
+    if generation == *seen {
+        return Ok(());
+    }
+    *seen = generation;
+    match state.apps.by_id(&session.app.id) {
+        None => Err(CloseError::UnknownApp),
+        Some(now) if !now.enabled => Err(CloseError::AppDisabled),
+        Some(now) => {
+            if !Arc::ptr_eq(&now, &session.app) {
+                session.app = now;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Why the outgoing side stopped.
+enum Outgoing {
+    Close(CloseError),
+    Gone,
+}
+
+/// Moves queued frames to the transport and writes them until a close is requested or the
+/// socket fails. It runs beside the connection's other branches without ending, so a delivery
+/// wakes only this loop: the rest of the connection's state stays untouched (and out of the
+/// cache). Cancel-safe: frames leave the queue only into the sink.
+async fn pump(
+    queue: &mut Queue,
+    sink: &mut impl Sink,
+    state: &ServerState,
+    outbox: &Outbox,
+    meters: Option<&AppMeters>,
+    last_progress: &mut Instant,
+) -> Outgoing {
+    loop {
+        let backlog = sink.backlog();
+        tokio::select! {
+            biased;
+            next = queue.next(backlog < SINK_HIGH_WATER) => match next {
+                Next::Close(reason) => return Outgoing::Close(reason),
+                Next::Frames => {
+                    if backlog == 0 {
+                        *last_progress = Instant::now();
+                    }
+                    // Whatever is queued goes out in the same write.
+                    let mut bytes = 0;
+                    let frames = queue.drain(PULL_BATCH, |frame| {
+                        sent(state, outbox, &frame);
+                        bytes += frame.size();
+                        sink.push(frame);
+                    });
+                    if let Some(meters) = meters {
+                        meters.sent(frames as u64, bytes as u64);
+                    }
+                    if sink.try_write().is_err() {
+                        return Outgoing::Gone;
+                    }
+                    // A queue that never empties must not keep the connection's other branches
+                    // (or other tasks) from running.
+                    tokio::task::coop::consume_budget().await;
+                }
+            },
+            written = sink.write_some(), if backlog > 0 => match written {
+                Ok(()) => *last_progress = Instant::now(),
+                Err(_) => return Outgoing::Gone,
+            },
+        }
+    }
 }
 
 /// A frame is about to be written to the client.

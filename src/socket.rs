@@ -84,6 +84,8 @@ struct Shared {
     /// Whether a new frame should wake the task: not while its transport is backed up, since it
     /// would not take the frame anyway (a close always wakes it).
     wants_frames: bool,
+    /// The task has been woken for frames and not yet looked: more frames need no wake-up.
+    woken: bool,
     /// The connection task is gone: frames are dropped, not kept.
     ended: bool,
 }
@@ -124,6 +126,8 @@ impl Queue {
                 return Poll::Ready(Next::Frames);
             }
             shared.wants_frames = frames;
+            shared.woken = false;
+            // Kept, not taken, by those who wake it: a delivery clones no waker.
             match &shared.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 _ => shared.waker = Some(cx.waker().clone()),
@@ -210,14 +214,11 @@ impl Outbox {
         }
         shared.frames.push_back(frame);
         shared.bytes += size;
-        let waker = if shared.wants_frames {
-            shared.waker.take()
-        } else {
-            None
-        };
-        drop(shared);
-        if let Some(waker) = waker {
-            waker.wake();
+        if shared.wants_frames && !shared.woken {
+            shared.woken = true;
+            if let Some(waker) = &shared.waker {
+                waker.wake_by_ref();
+            }
         }
     }
 
@@ -228,10 +229,8 @@ impl Outbox {
             return;
         }
         shared.close = Some(reason);
-        let waker = shared.waker.take();
-        drop(shared);
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(waker) = &shared.waker {
+            waker.wake_by_ref();
         }
     }
 
