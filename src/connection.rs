@@ -5,11 +5,14 @@
 //! Reading, writing and the timers are one `select!` over cancel-safe steps, so a client that
 //! stops reading cannot stop the rest: its close signal, liveness and authorization deadlines
 //! still fire while a write is blocked, and a write that makes no progress for
-//! `write_timeout` ends the connection.
+//! `write_timeout` ends the connection. The outgoing side is one long-lived branch (`pump`):
+//! a delivery wakes it and it writes without the `select!` ending, so the rest of the
+//! connection's state is not touched per delivery. The three deadlines share one timer.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::time::{sleep_until, Instant};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     cmd,
@@ -92,12 +95,12 @@ async fn finish(mut source: impl Source, mut sink: impl Sink) {
 
 pub async fn serve(
     mut source: impl Source,
-    mut sink: impl Sink,
+    sink: impl Sink,
     state: Arc<ServerState>,
     app: Arc<AppConfig>,
     origin: String,
 ) {
-    let (outbox, mut queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
+    let (outbox, queue) = Outbox::new(state.socket_ids.next(), state.outbox_bounds());
     if let Err(refusal) = state
         .adapter
         .add_socket(&app.id, &outbox, app.max_connections)
@@ -134,19 +137,25 @@ pub async fn serve(
 
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
     let meters = state.metrics.as_ref().map(|m| m.meters(&app.id));
-    // The three deadlines share one timer, set to the earliest. They move only when they pass
-    // (each checks the time of the last frame or write instead): a delivery touches no timer,
-    // and no shared lock.
+    let mut writer = AbortOnDropHandle::new(tokio::spawn(write(
+        queue,
+        sink,
+        state.clone(),
+        outbox.clone(),
+        meters.clone(),
+        write_timeout,
+    )));
+    // The writer's queue and transport, once it has handed them back.
+    let mut handed_back = None;
+    // The two deadlines share one timer, set to the earliest. They move only when they pass
+    // (each checks the time of the last frame instead): a delivery touches no timer.
     let now = Instant::now();
     let connected_at = now;
     let mut last_heard = now;
     let mut ping_sent: Option<Instant> = None;
     let mut liveness_at = now + activity_timeout;
     let authorization_at = now + Duration::from_millis(app.authorization_timeout_ms);
-    // The last time the peer took bytes, or the backlog was empty.
-    let mut last_progress = now;
-    let mut stall_at = now + write_timeout;
-    let timer = sleep_until(liveness_at.min(stall_at));
+    let timer = sleep_until(liveness_at);
     let shutdown = state.shutdown.cancelled();
     tokio::pin!(timer, shutdown);
 
@@ -155,7 +164,7 @@ pub async fn serve(
             break End::Close(reason);
         }
         let awaiting_authorization = session.app.authorized_connections && !session.authorized;
-        let mut due = liveness_at.min(stall_at);
+        let mut due = liveness_at;
         if awaiting_authorization {
             due = due.min(authorization_at);
         }
@@ -164,25 +173,22 @@ pub async fn serve(
         }
         tokio::select! {
             biased;
-            outgoing = pump(&mut queue, &mut sink, &state, &outbox, meters.as_deref(), &mut last_progress) => {
+            // Before reading: a client that floods frames and never reads must still see its
+            // writer's end (a write stall, 4100).
+            back = &mut writer => {
+                let Ok((outgoing, queue, sink)) = back else {
+                    break End::Gone;
+                };
+                handed_back = Some((queue, sink));
                 break match outgoing {
                     Outgoing::Close(reason) => End::Close(reason),
-                    Outgoing::Gone => End::Gone,
+                    Outgoing::Stalled => End::Stalled,
+                    Outgoing::Gone | Outgoing::Stopped => End::Gone,
                 };
             }
             _ = &mut shutdown => break End::Close(CloseError::ShuttingDown),
-            // Before reading: a client that floods frames and never reads must still meet the
-            // write stall deadline.
             _ = &mut timer => {
                 let now = Instant::now();
-                if now >= stall_at {
-                    if sink.backlog() == 0 {
-                        last_progress = now;
-                    } else if now.duration_since(last_progress) >= write_timeout {
-                        break End::Stalled;
-                    }
-                    stall_at = last_progress + write_timeout;
-                }
                 if awaiting_authorization && now >= authorization_at {
                     break End::Close(CloseError::NotAuthorizedInTime);
                 }
@@ -221,7 +227,12 @@ pub async fn serve(
                                 });
                                 session.send_error(&FrameError::BinaryFrame, None)
                             }
-                            Received::Ping(payload) => sink.pong(payload),
+                            Received::Ping(payload) => {
+                                outbox.pong(payload);
+                                // Answered before the next frame is read, as soon as is
+                                // practical: the writer runs first even on one thread.
+                                tokio::task::yield_now().await;
+                            }
                             _ => {}
                         }
                         continue;
@@ -256,7 +267,14 @@ pub async fn serve(
         }
     };
 
-    if let End::Close(reason) = &end {
+    let mut transport = match handed_back {
+        Some(back) => Some(back),
+        None => {
+            outbox.stop_writing();
+            writer.await.ok().map(|(_, queue, sink)| (queue, sink))
+        }
+    };
+    if let (End::Close(reason), Some((queue, sink))) = (&end, &mut transport) {
         if *reason != CloseError::OverCapacity {
             // Whatever was queued before the decision still goes out first.
             let mut bytes = 0;
@@ -313,13 +331,15 @@ pub async fn serve(
         .remove_socket(&app.id, outbox.socket_id())
         .await;
 
-    match end {
-        End::Gone | End::Stalled => {}
-        End::PeerClosed => {
+    // None if the writer failed: there is nothing left to close with.
+    let closing = transport.map(|(_, sink)| sink);
+    match (end, closing) {
+        (_, None) | (End::Gone | End::Stalled, _) => {}
+        (End::PeerClosed, Some(mut sink)) => {
             sink.push_close(1000, "");
             finish(source, sink).await;
         }
-        End::Violation(code, reason) => {
+        (End::Violation(code, reason), Some(mut sink)) => {
             tracing::debug!(
                 socket = outbox.socket_id(),
                 code,
@@ -329,7 +349,7 @@ pub async fn serve(
             sink.push_close(code, reason);
             finish(source, sink).await;
         }
-        End::Close(reason) => {
+        (End::Close(reason), Some(mut sink)) => {
             sink.push_close(reason.code(), &reason.to_string());
             finish(source, sink).await;
         }
@@ -367,54 +387,96 @@ fn refresh_app(
     }
 }
 
-/// Why the outgoing side stopped.
+/// Why the writer stopped.
 enum Outgoing {
     Close(CloseError),
+    /// The socket failed.
     Gone,
+    /// The peer took none of the unwritten bytes for `write_timeout`: it is not reading.
+    Stalled,
+    /// The connection ended for another reason and asked for the transport back.
+    Stopped,
 }
 
-/// Moves queued frames to the transport and writes them until a close is requested or the
-/// socket fails. It runs beside the connection's other branches without ending, so a delivery
-/// wakes only this loop: the rest of the connection's state stays untouched (and out of the
-/// cache). Cancel-safe: frames leave the queue only into the sink.
+/// The connection's outgoing side, as a task of its own: a delivery wakes only this small loop,
+/// not the connection's reading, timers and session, whose state stays out of the cache.
+/// Hands the queue and the transport back when it stops, for the connection's last frames.
+async fn write<S: Sink>(
+    mut queue: Queue,
+    mut sink: S,
+    state: Arc<ServerState>,
+    outbox: Outbox,
+    meters: Option<Arc<AppMeters>>,
+    write_timeout: Duration,
+) -> (Outgoing, Queue, S) {
+    let outgoing = pump(
+        &mut queue,
+        &mut sink,
+        &state,
+        &outbox,
+        meters.as_deref(),
+        write_timeout,
+    )
+    .await;
+    (outgoing, queue, sink)
+}
+
+/// Moves queued frames (and pongs) to the transport and writes them until the connection ends.
 async fn pump(
     queue: &mut Queue,
     sink: &mut impl Sink,
     state: &ServerState,
     outbox: &Outbox,
     meters: Option<&AppMeters>,
-    last_progress: &mut Instant,
+    write_timeout: Duration,
 ) -> Outgoing {
+    // The last time the peer took bytes, or the backlog was empty.
+    let mut last_progress = Instant::now();
+    // Armed only while bytes wait: an idle writer touches no timer.
+    let stall = sleep_until(last_progress + write_timeout);
+    tokio::pin!(stall);
     loop {
         let backlog = sink.backlog();
+        if backlog > 0 && stall.deadline() != last_progress + write_timeout {
+            stall.as_mut().reset(last_progress + write_timeout);
+        }
         tokio::select! {
             biased;
-            next = queue.next(backlog < SINK_HIGH_WATER) => match next {
-                Next::Close(reason) => return Outgoing::Close(reason),
-                Next::Frames => {
-                    if backlog == 0 {
-                        *last_progress = Instant::now();
-                    }
-                    // Whatever is queued goes out in the same write.
-                    let mut bytes = 0;
-                    let frames = queue.drain(PULL_BATCH, |frame| {
-                        sent(state, outbox, &frame);
-                        bytes += frame.size();
-                        sink.push(frame);
-                    });
-                    if let Some(meters) = meters {
-                        meters.sent(frames as u64, bytes as u64);
-                    }
-                    if sink.try_write().is_err() {
-                        return Outgoing::Gone;
-                    }
-                    // A queue that never empties must not keep the connection's other branches
-                    // (or other tasks) from running.
-                    tokio::task::coop::consume_budget().await;
+            // First: a client that floods pings keeps the queue ready and must still be caught.
+            _ = &mut stall, if backlog > 0 => {
+                if last_progress.elapsed() >= write_timeout {
+                    return Outgoing::Stalled;
                 }
-            },
+            }
+            next = queue.next(backlog < SINK_HIGH_WATER) => {
+                if backlog == 0 {
+                    last_progress = Instant::now();
+                }
+                match next {
+                    Next::Close(reason) => return Outgoing::Close(reason),
+                    Next::Stop => return Outgoing::Stopped,
+                    Next::Pong(payload) => sink.pong(payload),
+                    Next::Frames => {
+                        // Whatever is queued goes out in the same write.
+                        let mut bytes = 0;
+                        let frames = queue.drain(PULL_BATCH, |frame| {
+                            sent(state, outbox, &frame);
+                            bytes += frame.size();
+                            sink.push(frame);
+                        });
+                        if let Some(meters) = meters {
+                            meters.sent(frames as u64, bytes as u64);
+                        }
+                    }
+                }
+                if sink.try_write().is_err() {
+                    return Outgoing::Gone;
+                }
+                // A queue that never empties must not keep other tasks from running.
+                tokio::task::coop::consume_budget().await;
+            }
             written = sink.write_some(), if backlog > 0 => match written {
-                Ok(()) => *last_progress = Instant::now(),
+                Ok(()) => last_progress = Instant::now(),
                 Err(_) => return Outgoing::Gone,
             },
         }

@@ -2,6 +2,10 @@
 //! frames bounded by count and by bytes, and a close signal. A connection whose queue is full
 //! is closed with 4100 rather than buffering without limit, so a slow consumer costs at most
 //! its byte bound whatever the size of the events.
+//!
+//! Frames, the close request and the connection task's waker share one small lock per
+//! connection (never a shared one): a delivery is one uncontended lock, a push and at most one
+//! wake-up, however many frames arrive before the task runs.
 
 use std::{
     collections::VecDeque,
@@ -10,6 +14,7 @@ use std::{
     task::{Poll, Waker},
 };
 
+use bytes::Bytes;
 use rand::Rng;
 
 use crate::{error::CloseError, frame::Frame};
@@ -86,6 +91,10 @@ struct Shared {
     wants_frames: bool,
     /// The task has been woken for frames and not yet looked: more frames need no wake-up.
     woken: bool,
+    /// The payload of the latest transport-level ping not yet answered.
+    pong: Option<Bytes>,
+    /// The connection is ending for another reason: the writer is to hand its transport back.
+    stop: bool,
     /// The connection task is gone: frames are dropped, not kept.
     ended: bool,
 }
@@ -98,11 +107,15 @@ impl Inner {
     }
 }
 
-/// Why the connection task was woken.
+/// Why the writer was woken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// A close was requested: end with this reason.
     Close(CloseError),
+    /// The connection ends for another reason ([`Outbox::stop_writing`]).
+    Stop,
+    /// A transport-level ping to answer with this payload.
+    Pong(Bytes),
     /// Frames are waiting; [`Queue::drain`] them.
     Frames,
 }
@@ -114,13 +127,20 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Resolves with the close once one is requested or, when `frames` is set, once frames are
-    /// waiting. Cancel-safe: it takes nothing from the queue.
+    /// Resolves with the close once one is requested, a stop, a pong to send or, when `frames`
+    /// is set, once frames are waiting. Cancel-safe: it takes nothing but the pong, and only
+    /// when it resolves.
     pub fn next(&mut self, frames: bool) -> impl Future<Output = Next> + '_ {
         std::future::poll_fn(move |cx| {
             let mut shared = self.inner.lock();
             if let Some(reason) = &shared.close {
                 return Poll::Ready(Next::Close(reason.clone()));
+            }
+            if shared.stop {
+                return Poll::Ready(Next::Stop);
+            }
+            if let Some(payload) = shared.pong.take() {
+                return Poll::Ready(Next::Pong(payload));
             }
             if frames && !shared.frames.is_empty() {
                 return Poll::Ready(Next::Frames);
@@ -229,6 +249,25 @@ impl Outbox {
             return;
         }
         shared.close = Some(reason);
+        Self::wake(&shared);
+    }
+
+    /// Answers a transport-level ping. Only the latest unanswered one is kept, so a client that
+    /// floods pings and never reads holds one pong, not one per ping.
+    pub fn pong(&self, payload: Bytes) {
+        let mut shared = self.inner.lock();
+        shared.pong = Some(payload);
+        Self::wake(&shared);
+    }
+
+    /// Asks the writer to stop and hand the transport back; what is queued stays queued.
+    pub fn stop_writing(&self) {
+        let mut shared = self.inner.lock();
+        shared.stop = true;
+        Self::wake(&shared);
+    }
+
+    fn wake(shared: &Shared) {
         if let Some(waker) = &shared.waker {
             waker.wake_by_ref();
         }

@@ -36,7 +36,8 @@ pub trait Source: Send {
 }
 
 /// The outgoing half: frames pushed here are written in order by [`Sink::write_some`].
-pub trait Sink: Send {
+/// Owned (`'static`): a connection's writer runs it as a task of its own.
+pub trait Sink: Send + 'static {
     fn push(&mut self, frame: Frame);
 
     /// Answers a transport-level ping. Only the latest unanswered one is kept, so a client that

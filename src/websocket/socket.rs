@@ -11,12 +11,12 @@ use std::{
     io,
     io::IoSlice,
     pin::Pin,
-    task::{Context, Poll, Waker},
+    task::{ready, Context, Poll, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWrite},
     net::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
@@ -51,10 +51,13 @@ pub trait ReadIo: Send + 'static {
 
 /// The writing half of a stream.
 pub trait WriteIo: Send + 'static {
-    fn write_vectored(
+    /// Polled rather than async so that a waiting write holds no slices in its future: the
+    /// writer's state stays small.
+    fn poll_write_vectored(
         &mut self,
+        cx: &mut Context<'_>,
         slices: &[IoSlice<'_>],
-    ) -> impl Future<Output = io::Result<usize>> + Send;
+    ) -> Poll<io::Result<usize>>;
 
     /// Writes what the stream takes without waiting (`WouldBlock` when nothing).
     fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize>;
@@ -69,8 +72,8 @@ pub trait WriteIo: Send + 'static {
         false
     }
 
-    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
     /// Flushes what the stream takes without waiting.
@@ -105,8 +108,12 @@ impl ReadIo for OwnedReadHalf {
 }
 
 impl WriteIo for OwnedWriteHalf {
-    async fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        AsyncWriteExt::write_vectored(self, slices).await
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write_vectored(Pin::new(self), cx, slices)
     }
 
     fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -156,10 +163,14 @@ impl ReadIo for TlsRead {
 }
 
 impl WriteIo for TlsWrite {
-    async fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        let written = AsyncWriteExt::write_vectored(&mut self.io, slices).await?;
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, slices))?;
         self.unflushed = true;
-        Ok(written)
+        Poll::Ready(Ok(written))
     }
 
     /// Polls once with a waker that does nothing: the connection's loop polls `write_some` with
@@ -180,10 +191,10 @@ impl WriteIo for TlsWrite {
         self.unflushed
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        AsyncWriteExt::flush(&mut self.io).await?;
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.unflushed = false;
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     fn try_flush(&mut self) -> io::Result<()> {
@@ -218,6 +229,7 @@ pub fn split<S: Stream>(
         offset: 0,
         backlog: 0,
         pong: None,
+        pong_at_front: false,
         closing: false,
     };
     (source, sink)
@@ -279,6 +291,8 @@ pub struct WsSink<W> {
     offset: usize,
     backlog: usize,
     pong: Option<Bytes>,
+    /// The front of `queue` is a pong none of which is written yet.
+    pong_at_front: bool,
     closing: bool,
 }
 
@@ -321,13 +335,16 @@ impl<W: WriteIo> Sink for WsSink<W> {
 
     async fn write_some(&mut self) -> io::Result<()> {
         self.pong_between_frames();
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = fill_slices(&self.queue, self.offset, &mut slices);
-        if count == 0 {
-            return self.io.flush().await;
-        }
-        let written = self.io.write_vectored(&slices[..count]).await?;
-        self.advance(written)
+        std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = fill_slices(&self.queue, self.offset, &mut slices);
+            if count == 0 {
+                return self.io.poll_flush(cx);
+            }
+            let written = ready!(self.io.poll_write_vectored(cx, &slices[..count]))?;
+            Poll::Ready(self.advance(written))
+        })
+        .await
     }
 
     fn try_write(&mut self) -> io::Result<()> {
@@ -353,11 +370,17 @@ impl<W: WriteIo> Sink for WsSink<W> {
 }
 
 impl<W> WsSink<W> {
-    /// A pong may only go between frames, never inside one already half written.
+    /// A pong may only go between frames, never inside one already half written. One not yet
+    /// started is replaced by a newer one, so a blocked socket holds one pong, not one per ping.
     fn pong_between_frames(&mut self) {
         if self.offset == 0 {
             if let Some(pong) = self.pong.take() {
+                if self.pong_at_front {
+                    let older = self.queue.pop_front().expect("the front is the older pong");
+                    self.backlog -= older.len();
+                }
                 self.queue.push_front(pong);
+                self.pong_at_front = true;
             }
         }
     }
@@ -368,6 +391,7 @@ impl<W> WsSink<W> {
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.backlog -= written;
+        self.pong_at_front = false;
         while written > 0 {
             let front = self
                 .queue
@@ -399,4 +423,53 @@ fn fill_slices<'a>(queue: &'a VecDeque<Bytes>, offset: usize, out: &mut [IoSlice
         count += 1;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that takes nothing: every write would block.
+    struct Blocked;
+
+    impl WriteIo for Blocked {
+        fn poll_write_vectored(
+            &mut self,
+            _cx: &mut Context<'_>,
+            _slices: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+
+        fn try_write_vectored(&mut self, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    fn sink() -> WsSink<Blocked> {
+        WsSink {
+            io: Blocked,
+            queue: VecDeque::new(),
+            offset: 0,
+            backlog: 0,
+            pong: None,
+            pong_at_front: false,
+            closing: false,
+        }
+    }
+
+    #[test]
+    fn a_blocked_socket_holds_one_pong_however_many_pings() {
+        let mut sink = sink();
+        sink.push(Frame::from("{\"event\":\"e\"}"));
+        let frame_bytes = sink.backlog();
+        for n in 0..1000u16 {
+            sink.pong(Bytes::copy_from_slice(&n.to_be_bytes()));
+            sink.try_write().unwrap();
+        }
+        let pong = codec::encode(codec::OP_PONG, &999u16.to_be_bytes());
+        assert_eq!(sink.queue.len(), 2, "the frame and one pong");
+        assert_eq!(sink.queue[0], pong, "the latest ping is the one answered");
+        assert_eq!(sink.backlog(), frame_bytes + pong.len());
+    }
 }
