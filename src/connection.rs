@@ -2,12 +2,14 @@
 //! outgoing queue, reading and dispatching frames, liveness (server pings after
 //! `activity_timeout` of silence, 4201 when no answer comes), and closing with the right code.
 //!
-//! Reading, writing and the timers are one `select!` over cancel-safe steps, so a client that
-//! stops reading cannot stop the rest: its close signal, liveness and authorization deadlines
-//! still fire while a write is blocked, and a write that makes no progress for
-//! `write_timeout` ends the connection. The outgoing side is one long-lived branch (`pump`):
-//! a delivery wakes it and it writes without the `select!` ending, so the rest of the
-//! connection's state is not touched per delivery. The three deadlines share one timer.
+//! The outgoing side is a task of its own, the writer (`write`): a delivery wakes only it, never
+//! the connection's reading, timers and session, and it writes whatever is queued in one go.
+//! The connection task waits on reading, its two deadlines (liveness and authorization, one
+//! timer), shutdown and the writer's end; the writer on the queue, the socket and its stall
+//! timer. So a client that stops reading cannot stop the rest: its close signal, liveness and
+//! authorization deadlines still fire while a write is blocked, and a write that makes no
+//! progress for `write_timeout` ends the connection. When the connection ends, the writer hands
+//! the queue and the transport back for the last frames and the close.
 
 use std::{sync::Arc, time::Duration};
 
