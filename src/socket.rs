@@ -3,9 +3,9 @@
 //! is closed with 4100 rather than buffering without limit, so a slow consumer costs at most
 //! its byte bound whatever the size of the events.
 //!
-//! Frames, the close request and the connection task's waker share one small lock per
-//! connection (never a shared one): a delivery is one uncontended lock, a push and at most one
-//! wake-up, however many frames arrive before the task runs.
+//! Frames, the close request, the pending pong and the waker of the connection's writer task
+//! share one small lock per connection (never a shared one): a delivery is one uncontended lock,
+//! a push and at most one wake-up, however many frames arrive before the writer runs.
 
 use std::{
     collections::VecDeque,
@@ -77,8 +77,8 @@ struct Inner {
     shared: Mutex<Shared>,
 }
 
-/// The frames, the close request and the connection task's waker under one lock: a delivery
-/// is one uncontended lock and at most one wake-up, and the task waits on one thing for both.
+/// What the writer waits on, under one lock: a delivery is one uncontended lock and at most one
+/// wake-up, and the writer waits on one thing for frames, pongs, closes and stops.
 #[derive(Debug, Default)]
 struct Shared {
     frames: VecDeque<Frame>,
@@ -86,16 +86,16 @@ struct Shared {
     /// The first close requested; later ones are ignored.
     close: Option<CloseError>,
     waker: Option<Waker>,
-    /// Whether a new frame should wake the task: not while its transport is backed up, since it
-    /// would not take the frame anyway (a close always wakes it).
+    /// Whether a new frame should wake the writer: not while its transport is backed up, since
+    /// it would not take the frame anyway (a close, a pong or a stop always wakes it).
     wants_frames: bool,
-    /// The task has been woken for frames and not yet looked: more frames need no wake-up.
+    /// The writer has been woken for frames and not yet looked: more frames need no wake-up.
     woken: bool,
     /// The payload of the latest transport-level ping not yet answered.
     pong: Option<Bytes>,
     /// The connection is ending for another reason: the writer is to hand its transport back.
     stop: bool,
-    /// The connection task is gone: frames are dropped, not kept.
+    /// The queue is gone with its connection: frames are dropped, not kept.
     ended: bool,
 }
 
@@ -120,7 +120,7 @@ pub enum Next {
     Frames,
 }
 
-/// The receiving end, drained by the connection task.
+/// The receiving end, drained by the connection's writer.
 #[derive(Debug)]
 pub struct Queue {
     inner: Arc<Inner>,
@@ -198,7 +198,7 @@ impl Drop for Queue {
 }
 
 impl Outbox {
-    /// Creates the handle and the receiving end that the connection task drains.
+    /// Creates the handle and the receiving end that the connection's writer drains.
     pub fn new(socket_id: String, bounds: Bounds) -> (Outbox, Queue) {
         let inner = Arc::new(Inner {
             socket_id: socket_id.into(),
@@ -242,7 +242,7 @@ impl Outbox {
         }
     }
 
-    /// Asks the connection task to close with `reason`. The first request wins.
+    /// Asks the connection to close with `reason`. The first request wins.
     pub fn close(&self, reason: CloseError) {
         let mut shared = self.inner.lock();
         if shared.close.is_some() {

@@ -173,7 +173,7 @@ impl WriteIo for TlsWrite {
         Poll::Ready(Ok(written))
     }
 
-    /// Polls once with a waker that does nothing: the connection's loop polls `write_some` with
+    /// Polls once with a waker that does nothing: the connection's writer polls `write_some` with
     /// its own waker whenever a backlog remains, so no wake-up is lost.
     fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut cx = Context::from_waker(Waker::noop());
