@@ -262,7 +262,11 @@ pub async fn serve(
                     continue;
                 }
                 match ClientFrame::parse(&text) {
-                    Ok(parsed) => cmd::apply(&mut session, parsed).await,
+                    Ok(parsed) => {
+                        outbox.hold();
+                        cmd::apply(&mut session, parsed).await;
+                        outbox.release();
+                    }
                     Err(error) => session.send_error(&error, None),
                 }
             }

@@ -91,6 +91,9 @@ struct Shared {
     wants_frames: bool,
     /// The writer has been woken for frames and not yet looked: more frames need no wake-up.
     woken: bool,
+    /// The connection is handling a client frame: what it queues meanwhile waits until it is
+    /// done ([`Outbox::hold`]).
+    held: bool,
     /// The payload of the latest transport-level ping not yet answered.
     pong: Option<Bytes>,
     /// The connection is ending for another reason: the writer is to hand its transport back.
@@ -142,7 +145,7 @@ impl Queue {
             if let Some(payload) = shared.pong.take() {
                 return Poll::Ready(Next::Pong(payload));
             }
-            if frames && !shared.frames.is_empty() {
+            if frames && !shared.held && !shared.frames.is_empty() {
                 return Poll::Ready(Next::Frames);
             }
             shared.wants_frames = frames;
@@ -234,11 +237,29 @@ impl Outbox {
         }
         shared.frames.push_back(frame);
         shared.bytes += size;
-        if shared.wants_frames && !shared.woken {
+        Self::wake_for_frames(&mut shared);
+    }
+
+    /// Holds the frames queued from now on until [`Outbox::release`]: while the connection
+    /// handles a client frame, so that the client sees the answer (`subscription_succeeded`)
+    /// only once all the command's effects are done (`member_added` published to the cluster,
+    /// the count read), as a client that acts on the answer expects.
+    pub fn hold(&self) {
+        self.inner.lock().held = true;
+    }
+
+    pub fn release(&self) {
+        let mut shared = self.inner.lock();
+        shared.held = false;
+        if !shared.frames.is_empty() {
+            Self::wake_for_frames(&mut shared);
+        }
+    }
+
+    fn wake_for_frames(shared: &mut Shared) {
+        if shared.wants_frames && !shared.held && !shared.woken {
             shared.woken = true;
-            if let Some(waker) = &shared.waker {
-                waker.wake_by_ref();
-            }
+            Self::wake(shared);
         }
     }
 
@@ -397,6 +418,22 @@ mod tests {
         let mut left = Vec::new();
         rx.drain(10, |f| left.push(f.text().to_string()));
         assert_eq!(left, ["b", "c"]);
+    }
+
+    #[test]
+    fn frames_queued_while_held_go_out_on_release() {
+        let wakes = Arc::new(Wakes::default());
+        let count = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+        let (outbox, mut rx) = Outbox::new("1.1".into(), ROOMY);
+        assert!(poll_next(&mut rx, true, &wakes).is_pending());
+        outbox.hold();
+        outbox.send(Frame::from("answer"));
+        assert_eq!(count(), 0, "held: the writer is not woken");
+        assert!(poll_next(&mut rx, true, &wakes).is_pending());
+        outbox.release();
+        assert_eq!(count(), 1);
+        assert_eq!(poll_next(&mut rx, true, &wakes), Poll::Ready(Next::Frames));
+        assert_eq!(rx.try_recv().as_deref(), Some("answer"));
     }
 
     #[test]

@@ -651,9 +651,7 @@ async fn subscription_counts_are_the_clusters_and_each_change_is_one_webhook() {
     let b = cluster.node().await;
     let (mut x, _) = connect(&a.ws_url()).await;
     subscribe(&mut x, json!({"channel": "crowd"})).await;
-    // The count is read and sent after the subscriber has its `subscription_succeeded` (its
-    // writer does not wait for the rest of the subscribe): the first change's webhook is waited
-    // for, or the second subscriber could be counted in it too.
+    // The first change has its own webhook before the second subscriber joins.
     assert_eq!(
         wait_for_webhooks(&receiver, 1).await,
         ["subscription_count crowd"]
